@@ -1,0 +1,43 @@
+# 协商研究助手 — set-up, run and test. `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+MODEL_DIR := models/multilingual-e5-small
+KB_HOME ?= kb_data
+PORT ?= 8866
+export KB_HOME
+
+.PHONY: setup run index app lab test test-fast bench clean
+
+setup: $(VENV)/.installed $(MODEL_DIR)/.complete
+	@bash scripts/system_deps.sh
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "需要 $(PYTHON)（可用 PYTHON=python3 make ... 指定）"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $@
+
+$(MODEL_DIR)/.complete: $(VENV)/.installed
+	$(BIN)/python -m indexer.model_setup --out $(MODEL_DIR)
+
+index: setup
+	$(BIN)/kb index corpus/ ; test $$? -le 1
+
+run: index
+	$(BIN)/kb search 老年助餐补贴标准 --top 3
+
+test: setup
+	bash scripts/run_tests.sh
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" -q
+
+bench: setup
+	$(BIN)/python benchmarks/run.py --json
+
+clean:
+	rm -rf $(KB_HOME) .pytest_cache

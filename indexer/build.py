@@ -1,0 +1,219 @@
+"""The incremental indexing pipeline: files → records → vectors → store → publish.
+
+Only new or changed files are embedded (a file's hash covers its bytes and its
+metadata sidecar/CSV row); files that disappeared under an indexed folder are
+removed. Bad files are reported with a reason and skipped; the run goes on.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from . import metadata as meta_mod
+from .chunking import chunk_text
+from .embedding import Embedder
+from .errors import KBError, LoadError
+from .keywords import KeywordIndex, Tokenizer
+from .loaders import SUPPORTED_SUFFIXES, load_file
+from .store import DocumentRecord, Store
+
+# Files that describe documents rather than being documents.
+_IGNORED_NAMES = {"metadata.csv", "readme.md", "readme.txt", "topics.yaml", "userdict.txt"}
+EMBED_BATCH_CHUNKS = 256
+
+
+@dataclass
+class IndexReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    chunks_embedded: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    seconds: float = 0.0
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def embedded_documents(self) -> int:
+        return self.added + self.updated
+
+    def as_dict(self) -> dict:
+        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
+                "removed": self.removed, "chunks_embedded": self.chunks_embedded,
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+                "seconds": round(self.seconds, 2),
+                "chunks_per_s": round(self.chunks_embedded / self.seconds, 1) if self.seconds else None}
+
+
+def doc_id_for(source: str) -> str:
+    """Stable id from the file's absolute path, so notes and packs survive edits to the file."""
+    return "d" + hashlib.sha1(source.encode("utf-8")).hexdigest()[:11]
+
+
+def discover(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]], list[Path]]:
+    """(candidate files, problems, folder roots). Unknown formats inside folders are reported."""
+    files, problems, roots = [], [], []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            problems.append((str(path), "路径不存在"))
+            continue
+        if path.is_file():
+            files.append(path.resolve())
+            continue
+        roots.append(path.resolve())
+        found = 0
+        for child in sorted(path.rglob("*")):
+            rel_parts = child.relative_to(path).parts
+            if not child.is_file() or any(part.startswith((".", "_")) for part in rel_parts):
+                continue
+            name = child.name.lower()
+            if name in _IGNORED_NAMES or name.endswith(".meta.yaml"):
+                continue
+            if child.suffix.lower() not in SUPPORTED_SUFFIXES:
+                problems.append((str(child), f"不支持的文件格式 {child.suffix or '（无扩展名）'}，已跳过"))
+                continue
+            files.append(child.resolve())
+            found += 1
+        if not found:
+            problems.append((str(path), "文件夹里没有可索引的文档（.txt .md .docx .pdf .html）"))
+    return files, problems, roots
+
+
+def _file_hash(path: Path, csv_row: dict) -> str:
+    digest = hashlib.sha1(path.read_bytes())
+    side = meta_mod.sidecar_path(path)
+    if side.exists():
+        digest.update(side.read_bytes())
+    digest.update(repr(sorted(csv_row.items())).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def prepare(path: Path, file_hash: str, csv_row: dict, tokenizer: Tokenizer) -> DocumentRecord:
+    """Load, describe and chunk one file (no embedding yet)."""
+    loaded = load_file(path)
+    meta = meta_mod.merge(meta_mod.from_text(loaded.text, loaded.properties, path), csv_row,
+                          meta_mod.read_sidecar(path))
+    spans = chunk_text(loaded.text, loaded.pages)
+    source = str(path)
+    record = DocumentRecord(doc_id=doc_id_for(source), source=source, file_hash=file_hash, text=loaded.text,
+                            meta=meta, chunks=spans, pages=loaded.pages, encoding=loaded.encoding)
+    record.tokens = [tokenizer.tokenize(f"{meta['title']} {span.text_of(loaded.text)}") for span in spans]
+    return record
+
+
+def passage_for_embedding(record: DocumentRecord, span) -> str:
+    """The title travels with every chunk: a bare article (“第五条 …”) says little about its subject."""
+    return f"{record.meta.get('title', '')}\n{span.text_of(record.text)}"
+
+
+def store_records(store: Store, embedder: Embedder, records: list[DocumentRecord], show_progress: bool = False) -> int:
+    """Embed the chunks of `records` and commit them in one transaction."""
+    passages = [passage_for_embedding(rec, span) for rec in records for span in rec.chunks]
+    vectors = embedder.embed_passages(passages, show_progress=show_progress)
+    store.put_documents(records, vectors)
+    return len(passages)
+
+
+def index_paths(store: Store, embedder: Embedder, paths: Sequence[str | Path], *,
+                tokenizer: Tokenizer | None = None, rebuild: bool = False, lock_wait: float = 0.0,
+                progress: Callable[[int, int, str], None] | None = None) -> IndexReport:
+    """Index files and folders into `store`; see the module docstring."""
+    started = time.perf_counter()
+    report = IndexReport()
+    tokenizer = tokenizer or Tokenizer(extra_dicts=[store.home / "userdict.txt"])
+    with store.write_lock(wait=lock_wait):
+        if rebuild:
+            store.delete_documents([doc_id for doc_id, _ in store.file_hashes().values()])
+            store.set_setting("model", embedder.name)
+            store.set_setting("dim", str(embedder.dim))
+        store.check_model(embedder.name, embedder.dim)
+        if store.get_setting("tokenizer") not in (None, tokenizer.fingerprint):
+            rebuild_tokens(store, tokenizer)
+        store.set_setting("tokenizer", tokenizer.fingerprint)
+
+        files, problems, roots = discover(paths)
+        report.skipped.extend(problems)
+        known = store.file_hashes()
+        csv_cache: dict[Path, dict] = {}
+        pending: list[DocumentRecord] = []
+        pending_chunks = 0
+
+        def flush():
+            nonlocal pending_chunks
+            if pending:
+                report.chunks_embedded += store_records(store, embedder, pending)
+                pending.clear()
+                pending_chunks = 0
+
+        for n, path in enumerate(files, start=1):
+            if progress:
+                progress(n, len(files), path.name)
+            try:
+                if path.parent not in csv_cache:
+                    csv_cache[path.parent] = meta_mod.read_folder_csv(path.parent)
+                csv_row = csv_cache[path.parent].get(path.name, {})
+                file_hash = _file_hash(path, csv_row)
+                previous = known.get(str(path))
+                if previous and previous[1] == file_hash:
+                    report.unchanged += 1
+                    continue
+                record = prepare(path, file_hash, csv_row, tokenizer)
+            except LoadError as exc:
+                report.skipped.append((exc.path, exc.reason))
+                continue
+            except KBError as exc:
+                report.skipped.append((str(path), str(exc)))
+                continue
+            except OSError as exc:
+                report.skipped.append((str(path), f"无法读取（{exc.strerror or exc}）"))
+                continue
+            if previous:
+                report.updated += 1
+            else:
+                report.added += 1
+            pending.append(record)
+            pending_chunks += len(record.chunks)
+            if pending_chunks >= EMBED_BATCH_CHUNKS:
+                flush()
+        flush()
+
+        present = {str(p) for p in files}
+        gone = [doc_id for source, (doc_id, _) in known.items()
+                if source not in present and any(Path(source).is_relative_to(root) for root in roots)
+                and not Path(source).exists()]
+        report.removed = store.delete_documents(gone)
+        report.manifest = store.publish(embedder.name, embedder.dim, tokenizer.fingerprint, KeywordIndex.build)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def index_records(store: Store, embedder: Embedder, records: Iterable[DocumentRecord],
+                  tokenizer: Tokenizer, batch_chunks: int = 1024, show_progress: bool = False) -> int:
+    """Store already prepared records (used for benchmark corpora) and publish once."""
+    total, batch = 0, []
+    with store.write_lock():
+        store.check_model(embedder.name, embedder.dim)
+        store.set_setting("tokenizer", tokenizer.fingerprint)
+        for record in records:
+            batch.append(record)
+            if sum(len(r.chunks) for r in batch) >= batch_chunks:
+                total += store_records(store, embedder, batch, show_progress)
+                batch = []
+        if batch:
+            total += store_records(store, embedder, batch, show_progress)
+        store.publish(embedder.name, embedder.dim, tokenizer.fingerprint, KeywordIndex.build)
+    return total
+
+
+def rebuild_tokens(store: Store, tokenizer: Tokenizer) -> None:
+    """Re-segment every chunk after a dictionary change (no re-embedding needed)."""
+    rows = store.conn.execute(
+        "SELECT c.chunk_id, c.start, c.end, d.title, d.text FROM chunks c JOIN documents d USING(doc_id)").fetchall()
+    with store.transaction() as conn:
+        for r in rows:
+            tokens = tokenizer.tokenize(f"{r['title']} {r['text'][r['start']:r['end']]}")
+            conn.execute("UPDATE chunks SET tokens=? WHERE chunk_id=?", (" ".join(tokens), r["chunk_id"]))

@@ -1,0 +1,48 @@
+"""Settings: where the knowledge base lives, which model embeds, who is working.
+
+Order of precedence: explicit argument > environment (KB_HOME, KB_MODEL, KB_USER,
+KB_ROLE) > `settings.toml` in the knowledge-base folder > defaults.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "multilingual-e5-small"
+DEFAULT_HOME = Path("kb_data")
+
+
+@dataclass
+class Settings:
+    home: Path = DEFAULT_HOME
+    model: str = str(DEFAULT_MODEL_DIR)
+    user: str = "staff"
+    role: str = "staff"
+    # search
+    top_k: int = 10
+    fusion: str = "rrf"
+    rrf_k: int = 60
+    keyword_weight: float = 1.0
+    dense_weight: float = 1.0
+    min_score: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, home: str | os.PathLike | None = None, **overrides) -> "Settings":
+        home_path = Path(home or os.environ.get("KB_HOME") or DEFAULT_HOME)
+        values: dict = {}
+        settings_file = home_path / "settings.toml"
+        if settings_file.exists():
+            with settings_file.open("rb") as fh:
+                values.update(tomllib.load(fh))
+        for key, env in (("model", "KB_MODEL"), ("user", "KB_USER"), ("role", "KB_ROLE")):
+            if os.environ.get(env):
+                values[key] = os.environ[env]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        extra = {k: v for k, v in values.items() if k not in known}
+        kwargs = {k: v for k, v in values.items() if k in known and k != "home"}
+        return cls(home=home_path, extra=extra, **kwargs)
