@@ -11,8 +11,10 @@ from indexer.errors import DocumentNotFound
 from indexer.keywords import Tokenizer
 from indexer.store import Store
 
+from . import audit
 from .config import Settings
 from .documents import Document, document_from_row
+from .roles import User
 from .search import Hit, SearchFilters, Searcher
 
 
@@ -23,7 +25,9 @@ class KnowledgeBase:
                  embedder: Embedder | None = None, settings: Settings | None = None, **overrides):
         self.settings = settings or Settings.load(home, model=model, **overrides)
         self.home = Path(self.settings.home)
+        self.user = User(self.settings.user, self.settings.role)
         self.store = Store(self.home)
+        audit.ensure_schema(self.store.conn)
         self._embedder = embedder
         self._tokenizer: Tokenizer | None = None
         self._searcher: Searcher | None = None
@@ -57,12 +61,19 @@ class KnowledgeBase:
     def index(self, paths: Sequence[str | os.PathLike], *, rebuild: bool = False, wait: float = 0.0,
               progress: Callable[[int, int, str], None] | None = None) -> IndexReport:
         """Index files/folders incrementally; see `indexer.build.index_paths`."""
-        if rebuild:
-            self._tokenizer = None
+        self.user.require("index")
         report = index_paths(self.store, self.embedder, paths, tokenizer=self.tokenizer, rebuild=rebuild,
                              lock_wait=wait, progress=progress)
         self._searcher = None
+        if report.embedded_documents or report.removed:
+            with self.store.transaction() as conn:
+                audit.record(conn, self.user, "index", "documents", None, added=report.added,
+                             updated=report.updated, removed=report.removed, paths=[str(p) for p in paths])
         return report
+
+    def audit_log(self, **filters) -> list[audit.AuditEntry]:
+        """Newest first; filters: target_type, target_id, user, limit."""
+        return audit.entries(self.store.conn, **filters)
 
     # -- search -----------------------------------------------------------
     def search(self, query: str, top_k: int | None = None, mode: str = "hybrid",

@@ -1,0 +1,48 @@
+"""Who may do what. Staff manage material, topics and packs; experts write anchored notes;
+members read, search and reply."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import PermissionDenied
+
+ROLES = {"staff": "工作人员", "member": "委员", "expert": "专家"}
+ROLE_BY_LABEL = {label: key for key, label in ROLES.items()}
+
+ACTIONS = {
+    "read": ("查阅和检索", {"staff", "member", "expert"}),
+    "index": ("添加或更新文档", {"staff"}),
+    "manage_topics": ("管理协商议题", {"staff"}),
+    "manage_packs": ("编辑调研资料汇编", {"staff"}),
+    "annotate": ("撰写论证意见（锚定到原文）", {"staff", "expert"}),
+    "reply": ("回复论证意见", {"staff", "member", "expert"}),
+}
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            role = ROLE_BY_LABEL.get(self.role)
+            if role is None:
+                raise PermissionDenied(f"未知角色 {self.role}", hint="角色可选 staff（工作人员）、member（委员）、expert（专家）")
+            object.__setattr__(self, "role", role)
+        if not str(self.name).strip():
+            raise PermissionDenied("用户名为空", hint="用 --user 或 KB_USER 指定")
+
+    @property
+    def role_label(self) -> str:
+        return ROLES[self.role]
+
+    def can(self, action: str) -> bool:
+        return self.role in ACTIONS[action][1]
+
+    def require(self, action: str) -> None:
+        """Raise `PermissionDenied` with a readable reason if this role may not take `action`."""
+        if not self.can(action):
+            label, allowed = ACTIONS[action]
+            who = "、".join(ROLES[r] for r in ("staff", "expert", "member") if r in allowed)
+            raise PermissionDenied(f"{self.role_label}（{self.name}）不能{label}", hint=f"此操作仅限：{who}")
