@@ -17,7 +17,9 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".pdf", ".html", ".htm"}
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 _SENTENCE_END = "。！？；：…」』”）)】"
-_STRUCTURE_START = re.compile(r"^(第[一二三四五六七八九十百零〇\d]+[章节条]|[一二三四五六七八九十]+、|（[一二三四五六七八九十]+）|\d+[.、．]|#)")
+_STRUCTURE_START = re.compile(
+    r"^(第[一二三四五六七八九十百零〇\d]+[章节条]|[一二三四五六七八九十]+、|（[一二三四五六七八九十]+）|\d+[.、．]|#"
+    r"|[\u4e00-\u9fa5]{2,6}[：:])")  # the last: header lines such as 文号：…
 
 
 @dataclass
@@ -150,15 +152,14 @@ def _load_html(path: Path) -> LoadedText:
 
     raw, encoding = decode_bytes(path.read_bytes(), path)
     soup = BeautifulSoup(raw, "lxml")
-    props = {}
-    if soup.title and soup.title.get_text(strip=True):
-        props["title"] = soup.title.get_text(strip=True)
+    page_title = soup.title.get_text(strip=True) if soup.title else ""
     for tag in soup(["script", "style", "nav", "header", "footer", "noscript", "form"]):
         tag.decompose()
     body = soup.select_one(".article, article, main, #content, .content") or soup.body or soup
     heading = body.find(["h1", "h2"])
-    if heading is not None:
-        props.setdefault("heading", heading.get_text(strip=True))
+    # The article's own heading beats <title>, which sites pad with “_栏目_网站名”.
+    title = heading.get_text(strip=True) if heading is not None else page_title.split("_")[0]
+    props = {"title": title} if title else {}
     text = body.get_text("\n")
     return LoadedText(normalise(text), encoding=encoding, properties=props)
 

@@ -84,7 +84,14 @@ def test_html_keeps_article_body_only(tmp_path):
     loaded = load_file(path)
     assert "加快建设多式联运中心。" in loaded.text
     assert "首页" not in loaded.text and "版权所有" not in loaded.text and "var x" not in loaded.text
-    assert loaded.properties["title"] == "物流通知"
+    assert loaded.properties["title"] == "关于物流枢纽的通知"  # the article heading beats <title>
+
+
+def test_html_without_heading_uses_page_title_without_site_suffix(tmp_path):
+    path = tmp_path / "t.html"
+    path.write_text("<html><head><title>关于冷链物流的通知_政策文件_青溪市人民政府</title></head>"
+                    "<body><p>加快冷链物流发展。</p></body></html>", encoding="utf-8")
+    assert load_file(path).properties["title"] == "关于冷链物流的通知"
 
 
 @pytest.mark.parametrize("name,content,error,reason", [
