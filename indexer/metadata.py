@@ -33,14 +33,16 @@ FIELDS = ("title", "doc_type", "issuer", "doc_number", "date", "level", "region"
 # 文号: 机关代字 + 〔年份〕 + 序号 + 号, e.g. 青政发〔2023〕15号; brackets vary in the wild.
 DOC_NUMBER_RE = re.compile(r"[\u4e00-\u9fa5]{1,12}[〔\[［【(（]\s*(?:19|20)\d{2}\s*[〕\]］】)）]\s*第?\d{1,4}\s*号")
 _DATE_RE = re.compile(r"((?:19|20)\d{2})\s*[年\-/.]\s*(\d{1,2})\s*[月\-/.]\s*(\d{1,2})\s*日?")
+_MONTH_RE = re.compile(r"((?:19|20)\d{2})\s*年\s*(\d{1,2})\s*月")
 _HEADER_RE = re.compile(r"^([\u4e00-\u9fa5]{2,6})[：:]\s*(.+)$")
 _HEADER_KEYS = {
     "发文机关": "issuer", "发布机关": "issuer", "制发机关": "issuer", "来源": "issuer", "单位": "issuer",
-    "文号": "doc_number", "发文字号": "doc_number",
+    "文号": "doc_number", "发文字号": "doc_number", "纪要文号": "doc_number",
     "发布日期": "date", "成文日期": "date", "印发日期": "date", "日期": "date", "时间": "date",
     "效力状态": "validity", "时效性": "validity",
     "替代文件": "replaced_by", "被替代为": "replaced_by",
     "讲话人": "speaker", "场合": "occasion", "论证专家": "experts", "协商形式": "consultation_format",
+    "论证立场": "stance", "地点": "place",
     "主题词": "tags", "关键词": "tags", "地区": "region",
 }
 
@@ -53,11 +55,14 @@ def normalise_doc_number(value: str) -> str:
 
 
 def parse_date(value) -> str | None:
-    """ISO date from 2023年6月12日 / 2023-06-12 / a `date`; None when unparsable."""
+    """ISO date from 2023年6月12日 / 2023-06-12 / a `date`; 2024年10月 gives “2024-10”; None when unparsable."""
     if isinstance(value, date):
         return value.isoformat()
     match = _DATE_RE.search(str(value or ""))
     if not match:
+        month = _MONTH_RE.search(str(value or ""))
+        if month and 1 <= int(month.group(2)) <= 12:
+            return f"{int(month.group(1)):04d}-{int(month.group(2)):02d}"
         return None
     year, month, day = (int(g) for g in match.groups())
     try:
@@ -137,7 +142,8 @@ def from_text(text: str, properties: dict, path: Path) -> dict:
     level = infer_level(meta.get("issuer", ""))
     if level:
         meta["level"] = level
-    extra = {k: v for k, v in header.items() if k in ("speaker", "occasion", "experts", "consultation_format")}
+    extra = {k: v for k, v in header.items()
+             if k in ("speaker", "occasion", "experts", "consultation_format", "stance", "place")}
     if extra:
         meta["extra"] = extra
     return meta

@@ -48,8 +48,7 @@ class Citation:
 def _chinese_date(iso: str | None) -> str | None:
     if not iso:
         return None
-    try:
-        year, month, day = (int(x) for x in iso.split("-"))
-    except ValueError:
+    parts = iso.split("-")
+    if not all(p.isdigit() for p in parts):
         return iso
-    return f"{year}年{month}月{day}日"
+    return "".join(f"{int(p)}{unit}" for p, unit in zip(parts, "年月日"))

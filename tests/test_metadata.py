@@ -67,3 +67,4 @@ def test_dates_in_several_forms():
     assert m.parse_date("2023年6月1日") == "2023-06-01"
     assert m.parse_date("2023-06-01") == "2023-06-01"
     assert m.parse_date("2023年13月1日") is None
+    assert m.parse_date("日期：2024年10月") == "2024-10"
