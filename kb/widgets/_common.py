@@ -1,0 +1,288 @@
+"""Shared parts of the panels: the busy → try → status → finally pattern, HTML escaping,
+highlighting, tables and the product's look.
+
+ipywidgets swallows exceptions raised in callbacks, so every callback goes through
+`action`: expected problems (`KBError`) become one Chinese line in the panel's status
+bar; anything else becomes a generic line and the traceback goes to a log file in the
+knowledge-base folder, never to the page.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import html
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Callable, Iterable
+
+import ipywidgets as widgets
+import pandas as pd
+from traitlets import Bool, Unicode
+
+from indexer.errors import KBError
+from kb.config import REPO_ROOT
+
+log = logging.getLogger("kb.widgets")
+
+GENERIC_ERROR = "操作没有完成：程序出现意外错误。请重试；如仍不行，请联系管理员查看日志"
+STATUS_ICONS = {"info": "ℹ️", "success": "✅", "warning": "⚠️", "error": "⛔", "busy": "⏳"}
+
+CSS = """
+<style>
+.xs-panel { font-family: "Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei", sans-serif;
+            color: #1f2937; }
+.xs-panel .widget-label, .xs-panel .widget-button, .xs-panel input, .xs-panel select, .xs-panel textarea,
+.xs-panel .widget-html-content { font-family: inherit; font-size: 14px; }
+.xs-title { font-size: 18px; font-weight: 600; margin: 4px 0 2px 0; color: #7f1d1d; }
+.xs-subtitle { font-size: 13px; color: #6b7280; margin: 0 0 6px 0; line-height: 1.5; }
+.xs-status { padding: 6px 10px; border-radius: 4px; font-size: 13px; line-height: 1.5; }
+.xs-status-info { background: #eff6ff; color: #1e3a8a; }
+.xs-status-busy { background: #f3f4f6; color: #374151; }
+.xs-status-success { background: #ecfdf5; color: #065f46; }
+.xs-status-warning { background: #fffbeb; color: #92400e; }
+.xs-status-error { background: #fef2f2; color: #991b1b; }
+.xs-card { border: 1px solid #e5e7eb; border-left: 4px solid #b91c1c; border-radius: 6px;
+           padding: 8px 12px 6px 12px; margin: 0 0 8px 0; background: #ffffff; }
+.xs-card-head { display: flex; justify-content: space-between; gap: 12px; align-items: baseline; }
+.xs-card-title { font-size: 15px; font-weight: 600; color: #111827; line-height: 1.5; }
+.xs-card-text { font-size: 14px; line-height: 1.75; margin: 4px 0; color: #1f2937; white-space: pre-wrap; }
+.xs-cite { font-size: 12.5px; color: #4b5563; line-height: 1.6; }
+.xs-score { font-size: 12px; color: #6b7280; white-space: nowrap; }
+.xs-badge { display: inline-block; font-size: 12px; padding: 0 6px; border-radius: 3px; margin-right: 6px;
+            background: #fee2e2; color: #991b1b; line-height: 1.7; white-space: nowrap; }
+.xs-badge-gray { background: #f3f4f6; color: #374151; }
+.xs-badge-warn { background: #fef3c7; color: #92400e; }
+.xs-badge-key { background: #7f1d1d; color: #ffffff; }
+mark.xs-mark { background: #fde68a; color: inherit; padding: 0 1px; border-radius: 2px; }
+.xs-empty { padding: 18px; text-align: center; color: #6b7280; background: #f9fafb; border-radius: 6px;
+            line-height: 1.8; }
+.xs-table { border-collapse: collapse; width: 100%; font-size: 13px; }
+.xs-table th { background: #f3f4f6; text-align: left; padding: 5px 8px; border-bottom: 1px solid #d1d5db;
+               white-space: nowrap; }
+.xs-table td { padding: 5px 8px; border-bottom: 1px solid #e5e7eb; vertical-align: top; line-height: 1.6; }
+.xs-doc-meta { font-size: 13px; color: #374151; line-height: 1.8; margin-bottom: 8px; }
+.xs-doc { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 4px 14px; }
+.xs-doc.xs-doc-nonotes { grid-template-columns: minmax(0, 1fr); }
+.xs-passage { padding: 6px 8px; border-radius: 4px; line-height: 1.8; font-size: 14px; white-space: pre-wrap; }
+.xs-passage-focus { background: #fff7ed; outline: 2px solid #fdba74; }
+.xs-passage-label { font-size: 12px; color: #b91c1c; font-weight: 600; margin-right: 6px; }
+.xs-passage-page { font-size: 12px; color: #6b7280; margin-right: 6px; }
+.xs-note { border-left: 3px solid #9ca3af; background: #f9fafb; padding: 4px 8px; margin: 2px 0 6px 0;
+           font-size: 13px; line-height: 1.6; border-radius: 3px; }
+.xs-note-support { border-left-color: #059669; }
+.xs-note-challenge { border-left-color: #dc2626; }
+.xs-note-supplement { border-left-color: #2563eb; }
+.xs-note-doubt { border-left-color: #d97706; }
+.xs-stance-support { background: #d1fae5; color: #065f46; }
+.xs-stance-challenge { background: #fee2e2; color: #991b1b; }
+.xs-stance-supplement { background: #dbeafe; color: #1e40af; }
+.xs-stance-doubt { background: #fef3c7; color: #92400e; }
+.xs-note-orphan { opacity: 0.85; border-left-style: dashed; }
+.xs-note-meta { font-size: 12px; color: #6b7280; }
+.xs-reply { margin: 3px 0 0 12px; padding-left: 8px; border-left: 2px solid #e5e7eb; font-size: 12.5px; }
+.xs-quote { color: #4b5563; font-style: normal; background: #f3f4f6; padding: 0 3px; }
+.xs-section-head { font-size: 15px; font-weight: 600; color: #7f1d1d; margin: 10px 0 4px 0;
+                   border-bottom: 1px solid #fecaca; padding-bottom: 2px; }
+.xs-thin { color: #92400e; font-size: 13px; }
+.xs-header { background: #7f1d1d; color: #fff; padding: 10px 16px; border-radius: 6px; }
+.xs-header-title { font-size: 20px; font-weight: 600; letter-spacing: 1px; }
+.xs-header-sub { font-size: 13px; opacity: 0.9; }
+.xs-download a { font-weight: 600; color: #1d4ed8; }
+</style>
+"""
+
+
+# -- text ------------------------------------------------------------------
+def esc(value) -> str:
+    """HTML-escape anything that came from a document, a note or a user."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def highlight(text: str, terms: Iterable[str]) -> str:
+    """Escaped `text` with each of `terms` wrapped in <mark>. Matching runs on the raw text and
+    every piece is escaped on its own, so a term can never match inside an HTML entity."""
+    text = text or ""
+    terms = sorted({t for t in terms or () if t and t.strip()}, key=len, reverse=True)
+    if not terms:
+        return esc(text)
+    pattern = re.compile("|".join(re.escape(t) for t in terms))
+    out, pos = [], 0
+    for match in pattern.finditer(text):
+        out.append(esc(text[pos:match.start()]))
+        out.append(f'<mark class="xs-mark">{esc(match.group())}</mark>')
+        pos = match.end()
+    out.append(esc(text[pos:]))
+    return "".join(out)
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def table_html(df: pd.DataFrame, empty: str = "（暂无）") -> str:
+    """A DataFrame as an escaped HTML table in the product's style."""
+    if df is None or df.empty:
+        return f'<div class="xs-empty">{esc(empty)}</div>'
+    return df.to_html(index=False, escape=True, border=0, classes="xs-table", na_rep="")
+
+
+def status_html(text: str, kind: str = "info") -> str:
+    if not text:
+        return ""
+    kind = kind if kind in STATUS_ICONS else "info"
+    return f'<div class="xs-status xs-status-{kind}">{STATUS_ICONS[kind]} {esc(text)}</div>'
+
+
+def download_link(path: str | os.PathLike, label: str | None = None) -> str:
+    """An <a download> link carrying the file as a data: URI, so it works in Voila and JupyterLab
+    alike without a file server route."""
+    path = Path(path)
+    mime = {".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            ".pdf": "application/pdf", ".html": "text/html", ".md": "text/markdown",
+            ".csv": "text/csv", ".json": "application/json"}.get(path.suffix.lower(), "application/octet-stream")
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<span class="xs-download"><a download="{esc(path.name)}" href="data:{mime};base64,{data}">'
+            f'⬇ {esc(label or "下载 " + path.name)}</a></span>')
+
+
+# -- logging ---------------------------------------------------------------
+def _configure_log(home: Path | None) -> None:
+    """Send unexpected errors to <kb home>/logs/app.log (once per process), not to the page."""
+    if getattr(_configure_log, "done", False) or home is None:
+        return
+    try:
+        folder = Path(home) / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(folder / "app.log", encoding="utf-8")
+    except OSError:
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    _configure_log.done = True
+
+
+# -- the panel base ----------------------------------------------------------
+class Panel(widgets.VBox):
+    """A panel over a knowledge base with a status bar and a busy flag.
+
+    While `busy` is true the controls in `self.busy_controls` are disabled; their previous
+    state comes back afterwards (so a control a role may not use stays disabled).
+    """
+
+    busy = Bool(False, help="an action is running")
+    status = Unicode("", help="the last status line shown to the user")
+    status_kind = Unicode("info", help="info / busy / success / warning / error")
+
+    def __init__(self, kb, **kwargs):
+        self.kb = kb
+        _configure_log(getattr(kb, "home", None))
+        self.status_bar = widgets.HTML(layout=widgets.Layout(margin="2px 0"))
+        self.busy_controls: list[widgets.Widget] = []
+        self._saved_disabled: dict = {}
+        super().__init__(**kwargs)
+        self.add_class("xs-panel")
+        self.observe(self._render_status, ["status", "status_kind"])
+        self.observe(self._on_busy, "busy")
+
+    @property
+    def user(self):
+        return self.kb.user
+
+    def set_status(self, text: str, kind: str = "info") -> None:
+        self.status_kind = kind
+        self.status = text
+        self._render_status()
+
+    def _render_status(self, _change=None) -> None:
+        self.status_bar.value = status_html(self.status, self.status_kind)
+
+    def _on_busy(self, change) -> None:
+        if change["new"]:
+            self._saved_disabled = {id(w): w.disabled for w in self.busy_controls}
+            for w in self.busy_controls:
+                w.disabled = True
+        else:
+            for w in self.busy_controls:
+                w.disabled = self._saved_disabled.get(id(w), False)
+
+    def allow(self, control: widgets.Widget, action: str) -> None:
+        """Disable `control` with a tooltip when the current role may not take `action`."""
+        from kb.roles import ACTIONS, ROLES
+
+        if self.user.can(action):
+            return
+        control.disabled = True
+        label, allowed = ACTIONS[action]
+        who = "、".join(ROLES[r] for r in ("staff", "expert", "member") if r in allowed)
+        control.tooltip = f"{self.user.role_label}不能{label}（仅限{who}）"
+
+
+def action(busy_message: str = ""):
+    """Decorator for panel callbacks: busy → try → status → finally not busy.
+
+    The wrapped method reports success itself with `set_status`; a `KBError` becomes its
+    one-line message, anything else the generic line (traceback to the log only)."""
+
+    def decorate(method: Callable):
+        @functools.wraps(method)
+        def wrapper(self: Panel, *args, **kwargs):
+            if self.busy:
+                return None
+            self.busy = True
+            self.set_status(busy_message, "busy" if busy_message else "info")
+            try:
+                return method(self, *args, **kwargs)
+            except KBError as exc:
+                self.set_status(exc.user_message(), "error")
+            except Exception:  # noqa: BLE001 - the page must never show a traceback
+                log.exception("widget callback %s.%s failed", type(self).__name__, method.__name__)
+                self.set_status(GENERIC_ERROR, "error")
+            finally:
+                self.busy = False
+            return None
+
+        return wrapper
+
+    return decorate
+
+
+def css() -> widgets.HTML:
+    """The product's style sheet as a (zero-height) widget; each panel carries one."""
+    return widgets.HTML(CSS, layout=widgets.Layout(height="0px", margin="0", overflow="hidden"))
+
+
+def heading(title: str, subtitle: str = "") -> widgets.HTML:
+    sub = f'<div class="xs-subtitle">{esc(subtitle)}</div>' if subtitle else ""
+    return widgets.HTML(f'<div class="xs-title">{esc(title)}</div>{sub}')
+
+
+def button(description: str, style: str = "", icon: str = "", tooltip: str = "", width: str = "auto") -> widgets.Button:
+    return widgets.Button(description=description, button_style=style, icon=icon, tooltip=tooltip,
+                          layout=widgets.Layout(width=width, min_width="64px"))
+
+
+def open_knowledge_base(home: str | os.PathLike | None = None, **kwargs):
+    """The knowledge base the notebooks use: KB_HOME, or the repository's kb_data.
+
+    A relative KB_HOME is taken relative to the repository root, so it does not matter which
+    folder Voila or JupyterLab starts the kernel in."""
+    from kb.knowledge_base import KnowledgeBase
+
+    home = Path(home or os.environ.get("KB_HOME") or "kb_data")
+    if not home.is_absolute():
+        home = REPO_ROOT / home
+    return KnowledgeBase(home, **kwargs)
+
+
+def passage_label(label: str | None, passage: str) -> str:
+    """The chunk's structural label, or '' when it only repeats the passage's first words."""
+    label = (label or "").strip()
+    stem = label.rstrip("…").strip()
+    if not stem or passage.lstrip().startswith(stem):
+        return ""
+    return label

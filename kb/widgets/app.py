@@ -1,0 +1,178 @@
+"""The tabbed app Voila serves: choose who you are, then 检索 / 调研资料汇编 / 专家论证 / 文档管理.
+
+The panels talk through the app: 加入资料汇编 in a search card goes into the builder's current
+pack, 打开原文 opens the viewer beside the results, 添加论证意见 selects the passage in the
+expert panel and switches to it.
+"""
+from __future__ import annotations
+
+import os
+
+import ipywidgets as widgets
+from traitlets import Bool, Unicode
+
+from indexer.errors import KBError
+from kb.roles import ROLES, User
+
+from ._common import Panel, action, button, css, esc, open_knowledge_base
+
+TAB_SEARCH, TAB_PACKS, TAB_NOTES, TAB_DOCS = "检索", "调研资料汇编", "专家论证", "文档管理"
+ALL_TABS = (TAB_SEARCH, TAB_PACKS, TAB_NOTES, TAB_DOCS)
+ROLE_HELP = {
+    "staff": "工作人员：管理文档、编辑调研资料汇编并导出，也可撰写论证意见",
+    "member": "委员：检索和阅读资料、查看资料汇编，回复专家意见",
+    "expert": "专家：阅读原文，就具体段落撰写论证意见并回复",
+}
+
+
+class ResearchApp(Panel):
+    """Login choice, then the tabs. `tabs` picks which ones (the per-role notebooks show one or two)."""
+
+    user_name = Unicode("", help="who is working")
+    role = Unicode("", help="staff / member / expert")
+    logged_in = Bool(False)
+
+    def __init__(self, home: str | os.PathLike | None = None, *, tabs=ALL_TABS, user: str | None = None,
+                 role: str | None = None, default_role: str = "staff", embedder=None, model: str | None = None,
+                 **kwargs):
+        self._home, self._model, self._embedder = home, model, embedder
+        self.tab_names = tuple(tabs)
+        # A knowledge base with the default user, to check it opens and to report problems before login.
+        try:
+            base = open_knowledge_base(home, model=model, embedder=embedder)
+        except KBError as exc:
+            base, problem = None, exc.user_message()
+        else:
+            problem = ""
+        super().__init__(base, **kwargs)
+        self.kb = base
+        self.layout.width = "100%"
+        self.header = widgets.HTML()
+        self.switch_button = button("切换身份", icon="user")
+        self.switch_button.on_click(lambda _b: self.logout())
+        self.switch_button.layout.display = "none"
+        self.body = widgets.VBox(layout=widgets.Layout(width="100%"))
+
+        self.name_box = widgets.Text(description="姓名", placeholder="请输入姓名，如：王晓明", continuous_update=False,
+                                     value=user or "", style={"description_width": "48px"},
+                                     layout=widgets.Layout(width="320px"))
+        role_options = [(label, key) for key, label in ROLES.items()]
+        self.role_buttons = widgets.ToggleButtons(options=role_options, value=role or default_role, description="身份",
+                                                  style={"description_width": "48px", "button_width": "96px"})
+        self.role_help = widgets.HTML()
+        self.role_buttons.observe(lambda _c: self._show_role_help(), "value")
+        self.enter_button = button("进入", icon="sign-in", width="120px")
+        self.enter_button.style.button_color = "#b91c1c"
+        self.enter_button.style.text_color = "white"
+        self.enter_button.on_click(lambda _b: self.login())
+        self.name_box.observe(lambda c: self.login() if c["new"].strip() and not self.logged_in else None, "value")
+        self.busy_controls = [self.enter_button, self.switch_button]
+        self.login_box = widgets.VBox([
+            widgets.HTML('<div class="xs-title">请选择身份</div>'
+                         '<div class="xs-subtitle">不同身份可做的事不同；所有修改都会记录操作人和时间。</div>'),
+            self.name_box, self.role_buttons, self.role_help, self.enter_button,
+        ], layout=widgets.Layout(border="1px solid #e5e7eb", padding="12px 18px", width="620px", grid_gap="8px"))
+        self._show_role_help()
+        self.children = [css(), widgets.HBox([self.header, self.switch_button],
+                                             layout=widgets.Layout(width="100%", align_items="center",
+                                                                   justify_content="space-between")),
+                         self.status_bar, self.body]
+        self.panels: dict[str, widgets.Widget] = {}
+        self.tabs: widgets.Tab | None = None
+        self._render_header()
+        if problem:
+            self.set_status(problem, "error")
+            self.enter_button.disabled = True
+        self.body.children = [self.login_box]
+        if user and role and base is not None:
+            self.login()
+
+    def _show_role_help(self) -> None:
+        self.role_help.value = f'<div class="xs-subtitle">{esc(ROLE_HELP.get(self.role_buttons.value, ""))}</div>'
+
+    def _render_header(self) -> None:
+        who = (f"当前：{esc(self.user_name)}（{esc(ROLES.get(self.role, self.role))}）" if self.logged_in
+               else "面向政协工作人员、委员和专家的协商资料库")
+        self.header.value = ('<div class="xs-header"><span class="xs-header-title">协商研究助手</span>'
+                             f'　<span class="xs-header-sub">{who}</span></div>')
+
+    # -- login ------------------------------------------------------------------
+    @action("正在进入…")
+    def login(self) -> None:
+        name = (self.name_box.value or "").strip()
+        User(name, self.role_buttons.value)  # checks name and role; raises with a readable message
+        base = self.kb
+        embedder = self._embedder or getattr(base, "_embedder", None)
+        self.kb = open_knowledge_base(self._home, model=self._model, embedder=embedder,
+                                      user=name, role=self.role_buttons.value)
+        if base is not None and base is not self.kb:
+            base.close()
+        self.user_name, self.role = name, self.kb.user.role
+        self.logged_in = True
+        self._build_tabs()
+        self._render_header()
+        self.switch_button.layout.display = "flex"
+        self.set_status(f"欢迎，{name}。在「{self.tab_names[0]}」中开始。", "success")
+
+    def logout(self) -> None:
+        self.logged_in = False
+        self.user_name = self.role = ""
+        self.panels, self.tabs = {}, None
+        self.body.children = [self.login_box]
+        self.switch_button.layout.display = "none"
+        self._render_header()
+        self.set_status("已退出，请重新选择身份", "info")
+
+    # -- the tabs ------------------------------------------------------------------
+    def _build_tabs(self) -> None:
+        from .document_viewer import DocumentViewer
+        from .expert_panel import ExpertPanel
+        from .indexing_panel import IndexingPanel
+        from .search_panel import SearchPanel
+
+        kb, names = self.kb, self.tab_names
+        self.panels = {}
+        viewer = DocumentViewer(kb, layout=widgets.Layout(width="42%"))
+        self.panels["viewer"] = viewer
+        builder = None
+        if TAB_PACKS in names:
+            from .briefing_builder import BriefingBuilder
+
+            builder = BriefingBuilder(kb, on_open=self._open_document)
+        expert = ExpertPanel(kb, on_open=self._open_document) if TAB_NOTES in names else None
+        search = SearchPanel(kb, on_open=viewer.show_hit,
+                             on_add=builder.add_hit if builder else None,
+                             on_annotate=self._annotate if expert else None,
+                             layout=widgets.Layout(width="58%"))
+        indexing = IndexingPanel(kb, on_indexed=self._after_indexing) if TAB_DOCS in names else None
+        pages = {TAB_SEARCH: widgets.HBox([search, viewer], layout=widgets.Layout(width="100%", grid_gap="16px")),
+                 TAB_PACKS: builder, TAB_NOTES: expert, TAB_DOCS: indexing}
+        self.panels.update({TAB_SEARCH: search, TAB_PACKS: builder, TAB_NOTES: expert, TAB_DOCS: indexing})
+        self.panels = {k: v for k, v in self.panels.items() if v is not None}
+        shown = [name for name in ALL_TABS if name in names or name == TAB_SEARCH]
+        self.tabs = widgets.Tab(children=[pages[n] for n in shown], titles=shown)
+        self.tabs.layout.width = "100%"
+        self.body.children = [self.tabs]
+
+    def select_tab(self, name: str) -> None:
+        if self.tabs is not None and name in self.tabs.titles:
+            self.tabs.selected_index = list(self.tabs.titles).index(name)
+
+    def _open_document(self, doc_id: str, start: int | None = None) -> None:
+        viewer = self.panels["viewer"]
+        viewer.show(doc_id, start if start is not None and start >= 0 else None)
+        self.select_tab(TAB_SEARCH)
+
+    def _annotate(self, hit) -> str:
+        message = self.panels[TAB_NOTES].start_note(hit)
+        self.select_tab(TAB_NOTES)
+        return message
+
+    def _after_indexing(self, _report) -> None:
+        if TAB_SEARCH in self.panels:
+            self.panels[TAB_SEARCH].refresh_filter_options()
+        if TAB_NOTES in self.panels:
+            self.panels[TAB_NOTES].refresh_documents()
+        if TAB_PACKS in self.panels and hasattr(self.panels[TAB_PACKS], "refresh"):
+            self.panels[TAB_PACKS].refresh()
+
