@@ -20,7 +20,7 @@ from .knowledge_base import KnowledgeBase
 from .search import MODES, SearchFilters
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = ("kb.cli_notes",)
 
 
 def open_kb(args) -> KnowledgeBase:

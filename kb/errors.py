@@ -14,3 +14,11 @@ class TopicNotFound(KBError):
 
 class ExportError(KBError):
     """An export could not be written."""
+
+
+class NoteNotFound(KBError):
+    """No expert note (论证意见) with this id."""
+
+
+class InvalidNote(KBError):
+    """A note cannot be saved as given: empty text, unknown stance, a quote not in the document."""

@@ -12,6 +12,7 @@ from indexer.keywords import Tokenizer
 from indexer.store import Store
 
 from . import audit
+from .annotations import Notes
 from .config import Settings
 from .documents import Document, document_from_row
 from .roles import User
@@ -69,7 +70,15 @@ class KnowledgeBase:
             with self.store.transaction() as conn:
                 audit.record(conn, self.user, "index", "documents", None, added=report.added,
                              updated=report.updated, removed=report.removed, paths=[str(p) for p in paths])
+        self.notes.reanchor_all()  # notes on changed or removed documents find their passage again
         return report
+
+    @property
+    def notes(self) -> Notes:
+        """Expert notes (论证意见) anchored to passages; see `kb.annotations`."""
+        if getattr(self, "_notes", None) is None:
+            self._notes = Notes(self)
+        return self._notes
 
     def audit_log(self, **filters) -> list[audit.AuditEntry]:
         """Newest first; filters: target_type, target_id, user, limit."""
