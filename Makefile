@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 MODEL_DIR := models/multilingual-e5-small
-KB_HOME ?= kb_data
+KB_HOME ?= $(CURDIR)/kb_data
 PORT ?= 8866
 export KB_HOME
 
