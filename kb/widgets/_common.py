@@ -27,7 +27,7 @@ from kb.config import REPO_ROOT
 log = logging.getLogger("kb.widgets")
 
 GENERIC_ERROR = "操作没有完成：程序出现意外错误。请重试；如仍不行，请联系管理员查看日志"
-STATUS_ICONS = {"info": "ℹ️", "success": "✅", "warning": "⚠️", "error": "⛔", "busy": "⏳"}
+STATUS_KINDS = ("info", "busy", "success", "warning", "error")
 
 CSS = """
 <style>
@@ -37,12 +37,12 @@ CSS = """
 .xs-panel .widget-html-content { font-family: inherit; font-size: 14px; }
 .xs-title { font-size: 18px; font-weight: 600; margin: 4px 0 2px 0; color: #7f1d1d; }
 .xs-subtitle { font-size: 13px; color: #6b7280; margin: 0 0 6px 0; line-height: 1.5; }
-.xs-status { padding: 6px 10px; border-radius: 4px; font-size: 13px; line-height: 1.5; }
-.xs-status-info { background: #eff6ff; color: #1e3a8a; }
-.xs-status-busy { background: #f3f4f6; color: #374151; }
-.xs-status-success { background: #ecfdf5; color: #065f46; }
-.xs-status-warning { background: #fffbeb; color: #92400e; }
-.xs-status-error { background: #fef2f2; color: #991b1b; }
+.xs-status { padding: 6px 10px; border-radius: 4px; font-size: 13px; line-height: 1.5; border-left: 4px solid; }
+.xs-status-info { background: #eff6ff; color: #1e3a8a; border-color: #3b82f6; }
+.xs-status-busy { background: #f3f4f6; color: #374151; border-color: #9ca3af; }
+.xs-status-success { background: #ecfdf5; color: #065f46; border-color: #10b981; }
+.xs-status-warning { background: #fffbeb; color: #92400e; border-color: #f59e0b; }
+.xs-status-error { background: #fef2f2; color: #991b1b; border-color: #ef4444; }
 .xs-card { border: 1px solid #e5e7eb; border-left: 4px solid #b91c1c; border-radius: 6px;
            padding: 8px 12px 6px 12px; margin: 0 0 8px 0; background: #ffffff; }
 .xs-card-head { display: flex; justify-content: space-between; gap: 12px; align-items: baseline; }
@@ -87,6 +87,7 @@ mark.xs-mark { background: #fde68a; color: inherit; padding: 0 1px; border-radiu
                    border-bottom: 1px solid #fecaca; padding-bottom: 2px; }
 .xs-thin { color: #92400e; font-size: 13px; }
 .xs-header { background: #7f1d1d; color: #fff; padding: 10px 16px; border-radius: 6px; }
+.xs-meta-field { white-space: nowrap; margin-right: 14px; display: inline-block; }
 .xs-header-title { font-size: 20px; font-weight: 600; letter-spacing: 1px; }
 .xs-header-sub { font-size: 13px; opacity: 0.9; }
 .xs-download a { font-weight: 600; color: #1d4ed8; }
@@ -132,8 +133,8 @@ def table_html(df: pd.DataFrame, empty: str = "（暂无）") -> str:
 def status_html(text: str, kind: str = "info") -> str:
     if not text:
         return ""
-    kind = kind if kind in STATUS_ICONS else "info"
-    return f'<div class="xs-status xs-status-{kind}">{STATUS_ICONS[kind]} {esc(text)}</div>'
+    kind = kind if kind in STATUS_KINDS else "info"
+    return f'<div class="xs-status xs-status-{kind}">{esc(text)}</div>'
 
 
 def download_link(path: str | os.PathLike, label: str | None = None) -> str:

@@ -12,7 +12,7 @@ import ipywidgets as widgets
 from traitlets import Bool, Unicode
 
 from indexer.errors import KBError
-from kb.roles import ROLES, User
+from kb.roles import ROLE_BY_LABEL, ROLES, User
 
 from ._common import Panel, action, button, css, esc, open_knowledge_base
 
@@ -26,7 +26,9 @@ ROLE_HELP = {
 
 
 class ResearchApp(Panel):
-    """Login choice, then the tabs. `tabs` picks which ones (the per-role notebooks show one or two)."""
+    """Login choice, then the tabs. `tabs` picks which ones (the per-role notebooks show one or two).
+
+    With `user` and `role` given (or KB_USER and KB_ROLE set) the app logs in at once."""
 
     user_name = Unicode("", help="who is working")
     role = Unicode("", help="staff / member / expert")
@@ -36,6 +38,8 @@ class ResearchApp(Panel):
                  role: str | None = None, default_role: str = "staff", embedder=None, model: str | None = None,
                  **kwargs):
         self._home, self._model, self._embedder = home, model, embedder
+        user = user or os.environ.get("KB_USER") or None
+        role = role or os.environ.get("KB_ROLE") or None
         self.tab_names = tuple(tabs)
         # A knowledge base with the default user, to check it opens and to report problems before login.
         try:
@@ -47,7 +51,7 @@ class ResearchApp(Panel):
         super().__init__(base, **kwargs)
         self.kb = base
         self.layout.width = "100%"
-        self.header = widgets.HTML()
+        self.header = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
         self.switch_button = button("切换身份", icon="user")
         self.switch_button.on_click(lambda _b: self.logout())
         self.switch_button.layout.display = "none"
@@ -57,7 +61,8 @@ class ResearchApp(Panel):
                                      value=user or "", style={"description_width": "48px"},
                                      layout=widgets.Layout(width="320px"))
         role_options = [(label, key) for key, label in ROLES.items()]
-        self.role_buttons = widgets.ToggleButtons(options=role_options, value=role or default_role, description="身份",
+        start_role = role if role in ROLES else ROLE_BY_LABEL.get(role or "", default_role)
+        self.role_buttons = widgets.ToggleButtons(options=role_options, value=start_role, description="身份",
                                                   style={"description_width": "48px", "button_width": "96px"})
         self.role_help = widgets.HTML()
         self.role_buttons.observe(lambda _c: self._show_role_help(), "value")
@@ -74,8 +79,7 @@ class ResearchApp(Panel):
         ], layout=widgets.Layout(border="1px solid #e5e7eb", padding="12px 18px", width="620px", grid_gap="8px"))
         self._show_role_help()
         self.children = [css(), widgets.HBox([self.header, self.switch_button],
-                                             layout=widgets.Layout(width="100%", align_items="center",
-                                                                   justify_content="space-between")),
+                                             layout=widgets.Layout(width="100%", align_items="center", grid_gap="12px")),
                          self.status_bar, self.body]
         self.panels: dict[str, widgets.Widget] = {}
         self.tabs: widgets.Tab | None = None

@@ -71,7 +71,7 @@ class DocumentViewer(Panel):
         meta = [("类型", doc.type_label), ("发文机关", doc.issuer), ("文号", doc.doc_number), ("日期", doc.date),
                 ("层级", doc.level_label), ("地区", doc.region), ("效力", doc.validity_label),
                 ("替代文件", doc.replaced_by), ("来源文件", (doc.source or "").rsplit("/", 1)[-1])]
-        meta_html = "　".join(f"<b>{esc(k)}</b>：{esc(v)}" for k, v in meta if v)
+        meta_html = "".join(f'<span class="xs-meta-field"><b>{esc(k)}</b>：{esc(v)}</span>' for k, v in meta if v)
         self.header.value = (f'<div class="xs-card-title">{esc(doc.title)}</div>'
                              f'<div class="xs-doc-meta">{meta_html}</div>')
         notes = notes_for_document(self.kb, doc.doc_id)

@@ -60,7 +60,7 @@ class ExpertPanel(Panel):
         role_note = widgets.HTML()
         if not self.user.can("annotate"):
             self.quote_box.disabled = self.text_box.disabled = self.stance_buttons.disabled = True
-            role_note.value = (f'<div class="xs-status xs-status-info">ℹ️ {esc(self.user.role_label)}可以阅读和回复论证意见；'
+            role_note.value = (f'<div class="xs-status xs-status-info">{esc(self.user.role_label)}可以阅读和回复论证意见；'
                                "锚定到原文的新意见由专家或工作人员撰写。</div>")
 
         self.stance_filter = widgets.Dropdown(description="立场", style={"description_width": "36px"},

@@ -53,7 +53,7 @@ class IndexingPanel(Panel):
         for control in (self.upload, self.folder_box, self.index_button):
             self.allow(control, "index")
         if not self.user.can("index"):
-            staff_note.value = ('<div class="xs-status xs-status-info">ℹ️ 只有工作人员可以添加或更新文档；'
+            staff_note.value = ('<div class="xs-status xs-status-info">只有工作人员可以添加或更新文档；'
                                 f'当前身份是{esc(self.user.role_label)}，可以查看下面的文档清单。</div>')
         self.busy_controls = [self.upload, self.folder_box, self.index_button, self.refresh_button]
         self.children = [

@@ -220,7 +220,7 @@ class SearchPanel(Panel):
         if validity in VALIDITY_LABELS:
             badges.append(f'<span class="xs-badge xs-badge-warn">{VALIDITY_LABELS[validity]}</span>')
         if hit.weak:
-            badges.append('<span class="xs-badge xs-badge-gray">语义相近（无关键词命中）</span>')
+            badges.append('<span class="xs-badge xs-badge-gray">语义相近</span>')
         where = " · ".join(esc(x) for x in (f"第{hit.page}页" if hit.page else "", passage_label(hit.label, hit.text)) if x)
         matched = "、".join(esc(t) for t in hit.matched_terms)
         extra = f"；另有 {len(hit.duplicates)} 份文件含相同段落" if hit.duplicates else ""

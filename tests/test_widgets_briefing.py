@@ -1,0 +1,198 @@
+"""Headless tests of the briefing-pack builder and of the app wiring around it."""
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from kb.knowledge_base import KnowledgeBase
+from kb.widgets.app import TAB_PACKS, TAB_SEARCH, ResearchApp
+from kb.widgets.briefing_builder import BriefingBuilder
+from kb.widgets.search_panel import SearchPanel
+
+TOPIC = "社区老年助餐服务专题协商"
+
+
+@pytest.fixture
+def staff_kb(kb_home, embedder, mini_corpus):
+    kb = KnowledgeBase(kb_home, embedder=embedder, user="王晓明", role="staff")
+    kb.index([mini_corpus])
+    yield kb
+    kb.close()
+
+
+@pytest.fixture
+def topic_kb(staff_kb):
+    staff_kb.topics.add(TOPIC, format="双月座谈", year=2025, keywords="老年助餐、助餐补贴、食品安全",
+                        description="围绕老年助餐补贴和食品安全开展协商", topic_id="zhucan")
+    return staff_kb
+
+
+def other_user(kb, user, role, embedder):
+    return KnowledgeBase(kb.home, embedder=embedder, user=user, role=role)
+
+
+def test_without_topics_staff_can_create_one(staff_kb):
+    builder = BriefingBuilder(staff_kb)
+    assert builder.topic_id == "" and "还没有协商议题" in builder.topic_info.value
+    builder.new_topic_button.click()
+    assert builder.topic_form.layout.display == "flex"
+    builder.topic_title_box.value = TOPIC
+    builder.topic_keywords_box.value = "老年助餐，助餐补贴"
+    builder.create_topic_button.click()
+    assert builder.status_kind == "success", builder.status
+    assert builder.topic_id and staff_kb.topics.get(builder.topic_id).keywords == ["老年助餐", "助餐补贴"]
+    assert builder.topic_form.layout.display == "none"
+    assert "还没有资料汇编" in builder.banner.value and builder.draft_button.description == "自动起草"
+    assert all(b.disabled for b in builder.export_buttons.values())
+    builder.create_topic_button.click()  # empty title
+    assert builder.status_kind == "error"
+
+
+def test_draft_shows_sections_with_counts_and_thin_notes(topic_kb):
+    builder = BriefingBuilder(topic_kb)
+    assert builder.topic_id == "zhucan" and "双月座谈" in builder.topic_info.value
+    builder.draft_button.click()
+    assert builder.version == 1 == builder.latest_version and builder.item_count > 0, builder.status
+    heads = [w.value for w in builder.sections_box.children if not hasattr(w, "item")]
+    assert heads[0].startswith('<div class="xs-section-head">一、政策法规（') and len(heads) == 5
+    assert any("xs-thin" in h for h in heads)  # the mini corpus has no minutes: that section says so
+    assert builder.draft_button.description == "重新起草"
+    card = builder.cards()[0]
+    assert card.item.quote in topic_kb.document(card.item.doc_id).text
+    assert "出处：" in card.children[0].value and "1.1" in card.children[0].value
+    assert builder.version_select.value == 1 and "王晓明" in builder.version_select.label
+
+
+def test_edit_items_move_key_note_drop_reorder(topic_kb):
+    builder = BriefingBuilder(topic_kb)
+    builder.draft()
+    policy = [c.item for c in builder.cards() if c.item.doc_type == "policy"]
+    assert len(policy) >= 2
+    first, second = policy[0], policy[1]
+
+    builder.cards()[1].buttons["up"].click()
+    assert builder.cards()[0].item.item_id == second.item_id
+    builder.cards()[0].buttons["down"].click()
+    assert builder.cards()[0].item.item_id == first.item_id
+
+    builder.cards()[0].buttons["key"].click()
+    assert builder.cards()[0].item.key and "重点阅读" in builder.cards()[0].children[0].value
+    assert builder.cards()[0].buttons["key"].description == "取消重点"
+
+    builder.cards()[0].buttons["edit"].click()
+    assert builder.editing_item == first.item_id and builder.editor.layout.display == "flex"
+    builder.note_box.value = "<b>请关注</b>补贴标准"
+    builder.save_note_button.click()
+    html = builder.cards()[0].children[0].value
+    assert "编者按" in html and "&lt;b&gt;请关注" in html and "<b>请关注" not in html
+
+    builder.move_section.value = "case"
+    builder.move_button.click()
+    latest = topic_kb.packs.get("zhucan")
+    assert first.item_id in [i.item_id for i in latest.section("case").items]
+
+    builder.reorder("policy", [policy[-1].item_id])
+    assert topic_kb.packs.get("zhucan").section("policy").items[0].item_id == policy[-1].item_id
+
+    count = builder.item_count
+    target = builder.cards()[0].item.item_id
+    builder.cards()[0].buttons["drop"].click()
+    assert builder.item_count == count - 1 and "可在「版本」中打开上一版找回" in builder.status
+    assert target not in {c.item.item_id for c in builder.cards()}
+    assert builder.version == builder.latest_version == len(topic_kb.packs.history("zhucan"))
+
+
+def test_search_adds_to_the_current_pack(topic_kb):
+    builder = BriefingBuilder(topic_kb)
+    search = SearchPanel(topic_kb, on_add=builder.add_hit)
+    search.search("茶园面积")
+    card = search.cards()[0]
+    card.buttons["add"].click()
+    assert "还没有资料汇编" in search.status and "自动起草" in search.status  # no pack yet
+    builder.draft()
+    card.buttons["add"].click()
+    assert search.status_kind == "success" and "已加入资料汇编" in search.status
+    assert any(c.item.doc_id == card.hit.doc_id and c.item.origin == "manual" for c in builder.cards())
+    card.buttons["add"].click()
+    assert search.status_kind == "error" and "已在资料汇编中" in search.status and "kb pack" not in search.status
+
+
+def test_older_versions_are_read_only_and_export(topic_kb):
+    builder = BriefingBuilder(topic_kb)
+    builder.draft()
+    builder.cards()[0].buttons["key"].click()
+    assert builder.latest_version == 2
+    builder.version_select.value = 1
+    assert builder.version == 1 and builder.read_only
+    assert "历史版本" in builder.banner.value
+    assert all(c.buttons["drop"].disabled for c in builder.cards())
+    builder.export("md")
+    assert builder.status_kind == "success", builder.status
+    assert builder.last_export.endswith("第1版.md")
+
+
+@pytest.mark.parametrize("fmt", ["md", "html", "docx"])
+def test_export_offers_a_download(topic_kb, fmt):
+    builder = BriefingBuilder(topic_kb)
+    builder.draft()
+    builder.export_buttons[fmt].click()
+    assert builder.status_kind == "success", builder.status
+    path = builder.last_export
+    assert path.endswith(f".{fmt}") and (topic_kb.home / "exports").exists()
+    link = re.search(r'href="data:([^;]+);base64,([^"]+)"', builder.download_html.value)
+    assert link and base64.b64decode(link.group(2)) == open(path, "rb").read()
+    assert 'download="' in builder.download_html.value
+
+
+def test_pack_table_is_a_dataframe(topic_kb):
+    builder = BriefingBuilder(topic_kb)
+    builder.draft()
+    table = builder.pack_table()
+    assert list(table.columns) == ["序号", "部分", "标题", "条款/段落", "摘录", "出处", "重点", "编者按", "状态"]
+    assert len(table) == builder.item_count and table.iloc[0]["序号"] == "1.1"
+    builder.view_select.value = "table"
+    assert builder.cards() == [] and "<table" in builder.table_html.value
+    builder.view_select.value = "cards"
+    assert builder.cards() and builder.table_html.value == ""
+
+
+def test_members_read_and_export_but_do_not_edit(topic_kb, embedder):
+    BriefingBuilder(topic_kb).draft()
+    member = other_user(topic_kb, "李委员", "member", embedder)
+    builder = BriefingBuilder(member)
+    assert builder.draft_button.disabled and builder.new_topic_button.disabled
+    assert builder.read_only and all(c.buttons["up"].disabled and c.buttons["drop"].disabled for c in builder.cards())
+    assert "委员可以阅读和导出" in builder.banner.value
+    builder.export("md")
+    assert builder.status_kind == "success"
+    builder.draft()  # refused by the library even when called directly
+    assert builder.status_kind == "error" and "委员" in builder.status
+    member.close()
+
+
+def test_expert_notes_show_on_pack_items(topic_kb, embedder):
+    builder = BriefingBuilder(topic_kb)
+    builder.draft()
+    item = builder.cards()[0].item
+    expert = other_user(topic_kb, "赵专家", "expert", embedder)
+    expert.notes.add(item.doc_id, item.quote[:12], stance="存疑", text="数据来源需核实",
+                     start=item.start, end=item.start + 12)
+    builder.refresh()
+    html = builder.cards()[0].children[0].value
+    assert "专家论证意见 1 条" in html and "存疑" in html and "数据来源需核实" in html
+    expert.close()
+
+
+def test_app_wires_search_to_builder(topic_kb, embedder):
+    app = ResearchApp(topic_kb.home, embedder=embedder, user="王晓明", role="staff")
+    assert app.logged_in and TAB_PACKS in app.tabs.titles
+    builder, search = app.panels[TAB_PACKS], app.panels[TAB_SEARCH]
+    builder.draft()
+    search.search("茶园面积")
+    search.cards()[0].buttons["add"].click()
+    assert "已加入资料汇编" in search.status
+    builder.cards()[0].buttons["open"].click()  # 打开原文 from the pack goes to the viewer in 检索
+    assert app.panels["viewer"].doc_id == builder.cards()[0].item.doc_id
+    assert app.tabs.selected_index == 0
