@@ -3,11 +3,18 @@ find it again after the document text changed.
 
 An anchor is described three ways at once (as web annotators do): by position
 (`start`, `end`), by the quoted text, and by the text just before and after it.
-Relocating tries, in order: the quote still at its old offset; the quote
-elsewhere (several occurrences are told apart by their context, then by
-distance from the old offset); a fuzzy match of the quote, helped by its
-context. When none is good enough the anchor is lost and the caller keeps the
-note as orphaned.
+Relocating tries, in order:
+
+1. the quote still at its old offset;
+2. the quote elsewhere: several occurrences are told apart by their context,
+   then by distance from the old offset;
+3. a fuzzy match of the quote, helped by its context: similar enough on its
+   own, or a little less similar with the text on one side unchanged. It also
+   wins over an exact occurrence in quite other surroundings (a slightly edited
+   sentence that also occurs, unedited, elsewhere in the document).
+
+When none is good enough the anchor is lost and the caller keeps the note as
+orphaned.
 """
 from __future__ import annotations
 
@@ -17,11 +24,17 @@ from dataclasses import dataclass
 from rapidfuzz import fuzz
 
 CONTEXT_CHARS = 32
-# Below this similarity (0–100) a fuzzy match is more likely another passage than an edit of ours.
+# Below this similarity (0–100) a fuzzy match is more likely another passage than an edit of ours…
 FUZZY_THRESHOLD = 85.0
+# …unless the text right before or after it is unchanged: then a rewording of the passage itself
+# (“不是…要” → “并非…关键要”) is still recognised down to this similarity.
+CONTEXT_HELPED_THRESHOLD = 70.0
+INTACT_SIDE = 90.0
 # Short quotes match too easily by chance; they also need their surroundings to agree.
 SHORT_QUOTE = 8
 SHORT_QUOTE_MIN_CONTEXT = 60.0
+# An exact occurrence whose surroundings agree this well is taken without looking further.
+SURE_CONTEXT = 60.0
 
 
 @dataclass(frozen=True)
@@ -83,14 +96,20 @@ def context_score(text: str, start: int, end: int, prefix: str, suffix: str) -> 
     Each side is compared over the remembered length and weighted by it, so an anchor at
     the very beginning of a document (empty prefix) is judged by its suffix alone.
     """
+    parts = _side_scores(text, start, end, prefix, suffix)
+    if not parts:
+        return 100.0
+    return sum(w * s for w, s in parts) / sum(w for w, _ in parts)
+
+
+def _side_scores(text: str, start: int, end: int, prefix: str, suffix: str) -> list[tuple[int, float]]:
+    """(remembered length, similarity) of each non-empty side of the context."""
     parts = []
     if prefix:
         parts.append((len(prefix), fuzz.ratio(prefix, text[max(0, start - len(prefix)):start])))
     if suffix:
         parts.append((len(suffix), fuzz.ratio(suffix, text[end:end + len(suffix)])))
-    if not parts:
-        return 100.0
-    return sum(w * s for w, s in parts) / sum(w for w, _ in parts)
+    return parts
 
 
 def choose(text: str, spans: list[tuple[int, int]], prefix: str = "", suffix: str = "",
@@ -110,17 +129,30 @@ def relocate(anchor: TextAnchor, text: str, threshold: float = FUZZY_THRESHOLD,
     if quote and text[anchor.start:anchor.end] == quote:
         return Relocation(anchor_at(text, anchor.start, anchor.end, context), "same_offset", 100.0, 1)
     starts = occurrences(text, quote)
+    exact = None
     if starts:
         start, end = choose(text, [(s, s + len(quote)) for s in starts], anchor.prefix, anchor.suffix,
                             near=anchor.start)
-        return Relocation(anchor_at(text, start, end, context), "exact", 100.0, len(starts))
+        exact = Relocation(anchor_at(text, start, end, context), "exact", 100.0, len(starts))
+        exact_ctx = context_score(text, start, end, anchor.prefix, anchor.suffix)
+        if exact_ctx >= SURE_CONTEXT:
+            return exact
     match = _fuzzy(anchor, text)
     if match is None:
-        return Relocation(None, "lost", 0.0)
+        return exact or Relocation(None, "lost", 0.0)
     start, end, score, ctx = match
-    if score < threshold or (len(quote) < SHORT_QUOTE and ctx < SHORT_QUOTE_MIN_CONTEXT):
-        return Relocation(None, "lost", round(score, 1))
+    intact_side = max((s for _, s in _side_scores(text, start, end, anchor.prefix, anchor.suffix)), default=0.0)
+    similar = score >= threshold or (score >= CONTEXT_HELPED_THRESHOLD and intact_side >= INTACT_SIDE)
+    if not similar or (len(quote) < SHORT_QUOTE and ctx < SHORT_QUOTE_MIN_CONTEXT):
+        return exact or Relocation(None, "lost", round(score, 1))
+    # The same words in other surroundings lose to our own passage, slightly edited, in its own place.
+    if exact is not None and _blend(100.0, exact_ctx) >= _blend(score, ctx):
+        return exact
     return Relocation(anchor_at(text, start, end, context), "fuzzy", round(score, 1))
+
+
+def _blend(quote_score: float, context: float) -> float:
+    return 0.75 * quote_score + 0.25 * context
 
 
 def _fuzzy(anchor: TextAnchor, text: str) -> tuple[int, int, float, float] | None:
@@ -148,7 +180,7 @@ def _fuzzy(anchor: TextAnchor, text: str) -> tuple[int, int, float, float] | Non
         start, end = _refine(quote, text, start, end)
         score = fuzz.ratio(quote, text[start:end])
         ctx = context_score(text, start, end, anchor.prefix, anchor.suffix)
-        key = (0.75 * score + 0.25 * ctx, -abs(start - anchor.start))
+        key = (_blend(score, ctx), -abs(start - anchor.start))
         if best is None or key > best[0]:
             best = (key, (start, end, score, ctx))
     return best[1] if best else None

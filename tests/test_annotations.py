@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.anchoring import TextAnchor, relocate
+from kb.anchoring import TextAnchor, anchor_at, relocate
 from kb.annotations import Annotation, Reply, note_html
 from kb.errors import DocumentNotFound, InvalidNote, NoteNotFound
 from kb.knowledge_base import KnowledgeBase
@@ -195,6 +195,28 @@ def test_notes_of_a_removed_document_are_orphaned_and_come_back(staff, expert, d
     staff.index([folder])
     back = expert.notes.get(note.note_id)
     assert back.status == "reanchored" and points_at_quote(staff, back)
+
+
+def test_an_edited_repeated_sentence_keeps_its_own_place(staff, expert, doc_id, folder):
+    rural = expert.notes.add(doc_id, PRICES, stance="补充", text="农村", after="。农村助餐点")
+    edit(folder, "第五条 助餐点应当公示价格", "第五条 助餐点应当公示收费价格")  # 第二条 keeps the exact words
+    staff.index([folder])
+    moved = expert.notes.get(rural.note_id)
+    text = staff.document(doc_id).text
+    assert moved.quote == "助餐点应当公示收费价格" and moved.start == text.index("助餐点应当公示收费价格")
+    assert "相似度" in moved.anchor_info
+
+
+def test_a_rewording_in_unchanged_surroundings_is_still_found():
+    before = "第二，补运营可持续的短板。补贴不是越多越好，要把钱花在刀刃上。一方面，就餐补助要分类分档。"
+    after = "第二，补运营可持续的短板。补贴并非越多越好，关键要把钱花在刀刃上。一方面，就餐补助要分类分档。"
+    start = before.index("补贴不是")
+    anchor = anchor_at(before, start, before.index("一方面"))
+    found = relocate(anchor, after)
+    assert found.method == "fuzzy" and found.score < 85
+    assert found.anchor.quote == "补贴并非越多越好，关键要把钱花在刀刃上。"
+    rewritten = after.replace("补贴并非越多越好，关键要把钱花在刀刃上。", "今年起助餐补贴改为按季度结算。")
+    assert relocate(anchor, rewritten).anchor is None
 
 
 def test_relocate_prefers_context_then_nearness():
