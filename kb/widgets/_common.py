@@ -267,17 +267,18 @@ def button(description: str, style: str = "", icon: str = "", tooltip: str = "",
                           layout=widgets.Layout(width=width, min_width="64px"))
 
 
-def open_knowledge_base(home: str | os.PathLike | None = None, **kwargs):
-    """The knowledge base the notebooks use: KB_HOME, or the repository's kb_data.
+def kb_home_path(home: str | os.PathLike | None = None) -> Path:
+    """KB_HOME, or the repository's kb_data; a relative path is taken from the repository root,
+    so it does not matter which folder Voila or JupyterLab starts the kernel in."""
+    path = Path(home or os.environ.get("KB_HOME") or "kb_data").expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
 
-    A relative KB_HOME is taken relative to the repository root, so it does not matter which
-    folder Voila or JupyterLab starts the kernel in."""
+
+def open_knowledge_base(home: str | os.PathLike | None = None, **kwargs):
+    """The knowledge base the notebooks use (see `kb_home_path`); kwargs go to `KnowledgeBase`."""
     from kb.knowledge_base import KnowledgeBase
 
-    home = Path(home or os.environ.get("KB_HOME") or "kb_data")
-    if not home.is_absolute():
-        home = REPO_ROOT / home
-    return KnowledgeBase(home, **kwargs)
+    return KnowledgeBase(kb_home_path(home), **kwargs)
 
 
 def passage_label(label: str | None, passage: str) -> str:
