@@ -175,7 +175,9 @@ class ImportReport:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(_SCHEMA)
+    # Statement by statement: executescript() would first COMMIT a transaction a caller has open.
+    for statement in filter(str.strip, _SCHEMA.split(";")):
+        conn.execute(statement)
 
 
 def normalise_stance(stance: str) -> str:

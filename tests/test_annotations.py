@@ -87,6 +87,16 @@ def test_note_is_anchored_by_quote_context_offsets_and_chunk(expert, doc_id):
     assert stored.quote == SUBSIDY and stored.original_quote == SUBSIDY and stored.created == note.created
 
 
+def test_first_use_inside_a_transaction_does_not_commit_it(kb_home, embedder):
+    kb = open_kb(kb_home, embedder, "王干事", "staff")
+    with pytest.raises(RuntimeError):
+        with kb.store.transaction() as conn:
+            conn.execute("INSERT INTO settings(key, value) VALUES('probe', '1')")
+            kb.notes  # creates the notes table
+            raise RuntimeError("roll back")
+    assert kb.store.get_setting("probe") is None
+
+
 def test_bad_notes_are_refused_with_chinese_messages(expert, doc_id):
     with pytest.raises(InvalidNote, match="找不到引文"):
         expert.notes.add(doc_id, "每餐补贴十元", stance="质疑", text="……")
@@ -261,6 +271,19 @@ def test_find_by_document_author_stance_and_topic(staff, expert, kb_home, embedd
     if hasattr(staff, "topics"):
         staff.topics.add("茶产业品牌建设", keywords=["茶园"])
     assert [n.text for n in expert.notes.find(topic="茶产业品牌建设" if hasattr(staff, "topics") else "茶园")] == ["d"]
+
+
+@pytest.mark.skipif(not hasattr(KnowledgeBase, "packs"), reason="briefing packs not in this tree")
+def test_topic_with_a_briefing_pack_means_the_documents_in_the_pack(staff, expert, doc_id, folder):
+    (folder / "茶产业.txt").write_text("茶产业发展报告\n全市茶园面积十二万亩。\n", encoding="utf-8")
+    staff.index([folder])
+    tea = next(d.doc_id for d in staff.documents() if d.title == "茶产业发展报告")
+    expert.notes.add(doc_id, SUBSIDY, stance="质疑", text="rules")
+    expert.notes.add(tea, "茶园面积十二万亩", stance="补充", text="tea")
+    staff.topics.add("老年助餐提质扩面", keywords=["茶园"])  # keywords alone would pick the tea report
+    text = staff.document(doc_id).text
+    staff.packs.add_span("老年助餐提质扩面", doc_id, text.index("第三条"), text.index("第四条"))
+    assert [n.text for n in expert.notes.find(topic="老年助餐提质扩面")] == ["rules"]
 
 
 def test_for_span_lists_overlapping_notes_anchored_first(staff, expert, doc_id, folder):
