@@ -163,13 +163,9 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("file")
     p.set_defaults(func=cmd_note_import)
 
-    # Here --user filters the log (as a reader would expect); who is reading comes from KB_USER.
-    p = subparsers.add_parser("audit", help="审计日志：谁在何时改了文档、汇编、论证意见")
-    p.add_argument("--home", help="知识库文件夹（默认 KB_HOME 或 ./kb_data）")
-    p.add_argument("--json", action="store_true", help="以 JSON 输出")
-    p.add_argument("--role", help="角色 staff/member/expert（默认 KB_ROLE）")
-    p.add_argument("--user", dest="user_filter", metavar="USER", help="只看某个用户的操作")
+    p = subparsers.add_parser("audit", parents=[common], help="审计日志：谁在何时改了文档、汇编、论证意见")
+    p.add_argument("--by", dest="user_filter", metavar="USER", help="只看某个用户的操作")
     p.add_argument("--type", help="对象类型：documents、document、note、pack、topic …")
     p.add_argument("--target", help="对象编号")
     p.add_argument("--limit", type=int, default=200, help="最多显示条数（默认 200）")
-    p.set_defaults(func=cmd_audit, user=None)
+    p.set_defaults(func=cmd_audit)

@@ -105,7 +105,7 @@ def test_kb_audit_and_note_commands(staff, doc_id, kb_home, capsys, tmp_path):
     code, out, err = run(capsys, "note", "show", "n-missing", "--home", home, "--user", "张委员", "--role", "member")
     assert code == 2 and "没有编号为 n-missing 的论证意见" in err
 
-    code, out, _ = run(capsys, "audit", "--home", home, "--user", "张委员", "--json")
+    code, out, _ = run(capsys, "audit", "--home", home, "--by", "张委员", "--json")
     entries = json.loads(out)
     assert code == 0 and [(e["user"], e["action"]) for e in entries] == [("张委员", "note_reply")]
     code, out, _ = run(capsys, "audit", "--home", home, "--type", "note")
