@@ -20,7 +20,7 @@ from .knowledge_base import KnowledgeBase
 from .search import MODES, SearchFilters
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
-EXTENSIONS: tuple[str, ...] = ("kb.cli_notes",)
+EXTENSIONS: tuple[str, ...] = ("kb.cli_notes", "kb.cli_topics")
 
 
 def open_kb(args) -> KnowledgeBase:

@@ -125,5 +125,24 @@ class KnowledgeBase:
             "index_size_mb": round(size / 1e6, 2),
         }
 
+    # -- topics and briefing packs ------------------------------------------
+    @property
+    def topics(self):
+        """Consultation topics (协商议题); see `kb.topics.TopicService`."""
+        if getattr(self, "_topics", None) is None:
+            from .topics import TopicService
+
+            self._topics = TopicService(self)
+        return self._topics
+
+    @property
+    def packs(self):
+        """Briefing packs (调研资料汇编) of topics; see `kb.briefing.PackService`."""
+        if getattr(self, "_packs", None) is None:
+            from .briefing import PackService
+
+            self._packs = PackService(self)
+        return self._packs
+
     def close(self) -> None:
         self.store.close()
