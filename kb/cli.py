@@ -20,7 +20,7 @@ from .knowledge_base import KnowledgeBase
 from .search import MODES, SearchFilters
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
-EXTENSIONS: tuple[str, ...] = ("kb.cli_notes", "kb.cli_topics")
+EXTENSIONS: tuple[str, ...] = ("kb.cli_notes", "kb.cli_eval", "kb.cli_topics")
 
 
 def open_kb(args) -> KnowledgeBase:
@@ -76,8 +76,13 @@ def cmd_search(args) -> int:
         print_json([h.as_dict() for h in hits])
         return EXIT_OK
     if not hits:
-        print(f"没有找到与“{args.query}”相关的材料。可以换个说法、减少筛选条件，或确认相关文件已索引。")
+        if not filters.is_empty() and not kb.searcher.allowed_chunks(filters):
+            print(f"筛选条件（{filters.describe()}）没有匹配任何文档。放宽或去掉筛选条件再试。")
+        else:
+            print(f"没有找到与“{args.query}”相关的材料。可以换个说法、减少筛选条件，或确认相关文件已索引。")
         return EXIT_OK
+    if all(hit.weak for hit in hits):
+        print(f"知识库里没有明确谈到“{args.query}”的材料，以下只是弱相关的结果：")
     for n, hit in enumerate(hits, start=1):
         weak = "（弱相关）" if hit.weak else ""
         print(f"[{n}] {hit.title} · {DOC_TYPES.get(hit.doc_type, hit.doc_type)} · {hit.label}{weak}  得分 {hit.score:.4f}")

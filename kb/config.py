@@ -23,10 +23,10 @@ class Settings:
     role: str = "staff"
     # search
     top_k: int = 10
-    fusion: str = "rrf"
+    fusion: str = "combsum"  # or "rrf"; see kb/search.py
     rrf_k: int = 60
-    keyword_weight: float = 1.0
-    dense_weight: float = 1.0
+    keyword_weight: float | None = None  # None: chosen per query (kb.search.QUERY_WEIGHTS)
+    dense_weight: float | None = None
     min_score: float = 0.0
     extra: dict = field(default_factory=dict)
 

@@ -52,7 +52,7 @@ class KnowledgeBase:
         manifest = self.store.read_manifest() or {}
         if self._searcher is None or self._searcher_generation != manifest.get("generation"):
             s = self.settings
-            self._searcher = Searcher(self.store, self.embedder, self.tokenizer, rrf_k=s.rrf_k,
+            self._searcher = Searcher(self.store, self.embedder, self.tokenizer, fusion=s.fusion, rrf_k=s.rrf_k,
                                       keyword_weight=s.keyword_weight, dense_weight=s.dense_weight,
                                       min_dense_score=s.extra.get("min_dense_score"))
             self._searcher_generation = manifest.get("generation")

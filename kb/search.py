@@ -1,26 +1,71 @@
 """Hybrid search over the published index: keywords (jieba + bm25s) and dense (faiss), fused.
 
-Filters are applied before ranking (both sides only see allowed chunks), a
-relevance floor keeps unrelated material out, and near-duplicate chunks
-(the same passage in two files) are grouped under one hit.
+How a query runs:
+1. Filters select the allowed chunks first; both sides only ever see those.
+2. Keyword side: the query minus its conversational framing (请问、怎么办 …),
+   tokenized like the passages, scored with BM25; each candidate also gets its
+   *coverage*, the share of the query's word IDF mass it contains.
+3. Dense side: the whole question, embedded with the model's query prompt,
+   searched in faiss.
+4. Fusion over the union of both candidate lists:
+   * ``combsum`` (default): each side's score is scaled to 0..1 between its
+     best and its 100th candidate (every candidate gets both scores, read
+     from the index, not a zero for “absent”), then weighted. Weights follow the
+     query: short keyword queries (放管服, 银发经济) lean on keywords, which
+     e5-small barely knows; long questions in the asker's own words lean dense.
+   * ``rrf``: weighted reciprocal-rank fusion, what the common Chinese RAG stacks do.
+5. Minimum relevance: a candidate needs some evidence of its own (dense cosine
+   above the model's floor, or part of the query's words). A hit is *weak*
+   unless most query words occur in it or its cosine is high for the model; a
+   query with no strong hit returns at most `MAX_WEAK_ONLY` hits, all marked
+   weak, and never a padded list.
+6. Near-duplicate chunks (same content hash) are grouped under one hit.
+
+Figures for these choices are in docs/search.md.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from indexer.embedding import Embedder
 from indexer.errors import InvalidQuery
-from indexer.keywords import KeywordIndex, Tokenizer
+from indexer.keywords import KeywordIndex, KeywordResult, Tokenizer, is_word, strip_colloquial
 from indexer.store import Store
 
 from .citations import Citation
 
 MODES = ("hybrid", "keyword", "dense")
+FUSIONS = ("combsum", "rrf")
 MAX_QUERY_CHARS = 2000
 CANDIDATES = 100
+MAX_WEAK_ONLY = 3
+# Query-aware weights (keyword, dense) for combsum, by query kind; measured on stard-mini.
+QUERY_WEIGHTS = {"keywords": (0.7, 0.3), "question": (0.4, 0.6)}
+_QUESTION_RE = re.compile(r"[？?]|吗|呢|怎么|如何|是否|能否|可以|什么|哪些|为什么|谁|应当|应该")
+
+
+@dataclass(frozen=True)
+class DenseCalibration:
+    """Cosine levels of a model: below `floor` a dense match is noise; above `confident` it stands alone.
+
+    e5 models give unrelated text cosines of 0.80–0.87 (measured on stard-mini
+    with off-topic queries); relevant statute articles score 0.84–0.93.
+    """
+
+    floor: float
+    confident: float
+
+
+def calibration_for(model_name: str) -> DenseCalibration:
+    if model_name.startswith("hashing"):
+        return DenseCalibration(0.15, 0.5)
+    if "e5" in model_name.lower():
+        return DenseCalibration(0.80, 0.875)
+    return DenseCalibration(0.30, 0.60)  # bge/m3-style models spread cosines wider
 
 
 @dataclass
@@ -69,6 +114,11 @@ class SearchFilters:
             params += self.doc_ids
         return (" AND ".join(clauses) or "1"), params
 
+    def describe(self) -> str:
+        """The active filters in words, for messages."""
+        parts = [f"{k}={v}" for k, v in asdict(self).items() if v not in (None, [], False)]
+        return "，".join(parts)
+
 
 @dataclass
 class Hit:
@@ -99,53 +149,134 @@ class Hit:
         return data
 
 
+@dataclass
+class Candidate:
+    """A chunk under consideration, with the evidence of both sides."""
+
+    chunk_id: int
+    score: float = 0.0
+    keyword_rank: int | None = None
+    keyword_score: float = 0.0
+    coverage: float = 0.0
+    dense_rank: int | None = None
+    dense_score: float | None = None
+    strong: bool = False
+
+
+@dataclass
+class QueryPlan:
+    """What the searcher makes of a query before looking anything up."""
+
+    text: str
+    keyword_tokens: list[str]
+    kind: str  # "keywords" (a few terms, jargon) or "question" (a sentence in the asker's words)
+
+
+def query_kind(query: str) -> str:
+    """Short jargon or space-separated terms → "keywords"; sentences and questions → "question"."""
+    core = strip_colloquial(query)
+    chars = len(re.findall(r"[\u4e00-\u9fff]", core))
+    if _QUESTION_RE.search(query) or chars > 12:
+        return "question"
+    return "keywords"
+
+
+def _scale(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Scale to 0..1 between the reference list's last and best value; below the last clips to 0."""
+    if not len(reference):
+        return np.zeros(len(values), dtype=np.float32)
+    hi, lo = float(reference.max()), float(reference.min())
+    if hi - lo < 1e-9:
+        return (values >= hi).astype(np.float32)
+    return np.clip((values - lo) / (hi - lo), 0.0, None).astype(np.float32)
+
+
 class Searcher:
     """Loads the published index once; `search` is then cheap."""
 
     def __init__(self, store: Store, embedder: Embedder, tokenizer: Tokenizer, *,
-                 rrf_k: int = 60, keyword_weight: float = 1.0, dense_weight: float = 1.0,
-                 min_dense_score: float | None = None):
+                 fusion: str = "combsum", rrf_k: int = 60, keyword_weight: float | None = None,
+                 dense_weight: float | None = None, min_dense_score: float | None = None,
+                 confident_dense_score: float | None = None, min_coverage: float = 0.3,
+                 strong_coverage: float = 0.5):
+        if fusion not in FUSIONS:
+            raise InvalidQuery(f"未知融合方式 {fusion}", hint="可选 " + " / ".join(FUSIONS))
         self.store = store
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.manifest, self.dense_index, bm25_dir = store.load_published(embedder.name)
         self.keyword_index = KeywordIndex.load(bm25_dir)
+        self.fusion = fusion
         self.rrf_k = rrf_k
         self.keyword_weight = keyword_weight
         self.dense_weight = dense_weight
-        # e5-style models give unrelated text a cosine of ~0.7; below this a dense-only hit is noise.
-        self.min_dense_score = min_dense_score if min_dense_score is not None else (
-            0.2 if embedder.name.startswith("hashing") else 0.80)
+        calibration = calibration_for(embedder.name)
+        self.min_dense_score = calibration.floor if min_dense_score is None else float(min_dense_score)
+        self.confident_dense_score = (calibration.confident if confident_dense_score is None
+                                      else float(confident_dense_score))
+        self.min_coverage = min_coverage
+        self.strong_coverage = strong_coverage
+
+    def settings(self) -> dict:
+        """The knobs in force, for stamping eval reports and benchmarks."""
+        return {"fusion": self.fusion, "rrf_k": self.rrf_k, "keyword_weight": self.keyword_weight,
+                "dense_weight": self.dense_weight, "query_weights": QUERY_WEIGHTS,
+                "min_dense_score": self.min_dense_score, "confident_dense_score": self.confident_dense_score,
+                "min_coverage": self.min_coverage, "strong_coverage": self.strong_coverage,
+                "candidates": CANDIDATES, "dense_index": self.manifest.get("dense_index"),
+                "tokenizer": self.manifest.get("keyword", {}).get("fingerprint")}
 
     # -- query side -------------------------------------------------------
-    def _query_tokens(self, query: str) -> list[str]:
+    def plan(self, query: str) -> QueryPlan:
+        """Check the query and derive its keyword tokens and kind; raise `InvalidQuery` when unusable."""
         query = (query or "").strip()
         if not query:
             raise InvalidQuery("检索词为空", hint="输入关键词或一个问题，例如：老年助餐 补贴标准")
         if len(query) > MAX_QUERY_CHARS:
             raise InvalidQuery(f"检索词过长（{len(query)} 字，上限 {MAX_QUERY_CHARS} 字）",
                                hint="摘取最关键的一两句话再检索")
-        return self.tokenizer.tokenize(query)
+        tokens = self.tokenizer.tokenize_query(query)
+        if not any(is_word(t) for t in tokens):
+            raise InvalidQuery("检索词只包含停用词或标点（如“的、是、怎么”）", hint="加上具体的主题词，例如：养老服务 补贴")
+        return QueryPlan(text=query, keyword_tokens=tokens, kind=query_kind(query))
 
-    def _allowed(self, filters: SearchFilters | None) -> list[int] | None:
+    def weights(self, plan: QueryPlan) -> tuple[float, float]:
+        """(keyword, dense) weights: configured ones win, otherwise by query kind."""
+        default_kw, default_dn = QUERY_WEIGHTS[plan.kind] if self.fusion == "combsum" else (1.0, 1.0)
+        kw = default_kw if self.keyword_weight is None else float(self.keyword_weight)
+        dn = default_dn if self.dense_weight is None else float(self.dense_weight)
+        return kw, dn
+
+    def allowed_chunks(self, filters: SearchFilters | None) -> list[int] | None:
+        """Chunk ids the filters allow; None when there are no filters."""
         if filters is None or filters.is_empty():
             return None
         where, params = filters.sql()
         return [r[0] for r in self.store.conn.execute(
             f"SELECT c.chunk_id FROM chunks c JOIN documents d USING(doc_id) WHERE {where}", params)]
 
-    def _dense(self, query: str, k: int, allowed: list[int] | None):
+    def _dense(self, plan: QueryPlan, k: int, allowed: list[int] | None):
         import faiss
 
         if self.dense_index.ntotal == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        vector = self.embedder.embed_query(query).reshape(1, -1).astype(np.float32)
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), None
+        vector = self.embedder.embed_query(plan.text).reshape(1, -1).astype(np.float32)
         params = None
         if allowed is not None:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
         scores, ids = self.dense_index.search(vector, min(k, self.dense_index.ntotal), params=params)
         keep = ids[0] >= 0
-        return ids[0][keep], scores[0][keep]
+        return ids[0][keep], scores[0][keep], vector[0]
+
+    def _cosines(self, vector: np.ndarray, chunk_ids: list[int]) -> dict[int, float]:
+        """Exact cosines of keyword-only candidates, so fusion never treats “not in the dense top” as zero."""
+        out = {}
+        for cid in chunk_ids:
+            try:
+                out[cid] = float(self.dense_index.reconstruct(int(cid)) @ vector)
+            except RuntimeError:  # id not in this index (replaced since publishing)
+                continue
+        return out
 
     # -- main entry -------------------------------------------------------
     def search(self, query: str, top_k: int = 10, mode: str = "hybrid",
@@ -153,56 +284,103 @@ class Searcher:
         """Ranked hits for `query`; an empty list when nothing clears the relevance floor."""
         if mode not in MODES:
             raise InvalidQuery(f"未知检索方式 {mode}", hint="可选 hybrid / keyword / dense")
-        tokens = self._query_tokens(query)
-        if mode != "dense" and not tokens and mode == "keyword":
-            raise InvalidQuery("检索词只包含停用词（如“的、是、怎么”）", hint="加上具体的主题词")
-        allowed = self._allowed(filters)
+        plan = self.plan(query)
+        allowed = self.allowed_chunks(filters)
         if allowed is not None and not allowed:
             return []
-        kw_ids = kw_scores = dn_ids = dn_scores = np.zeros(0)
-        if mode in ("hybrid", "keyword") and tokens:
-            mask = self.keyword_index.rows_for(allowed) if allowed is not None else None
-            kw_ids, kw_scores = self.keyword_index.search(tokens, CANDIDATES, mask)
-        if mode in ("hybrid", "dense"):
-            dn_ids, dn_scores = self._dense(query, CANDIDATES, allowed)
-        fused = self._fuse(mode, kw_ids, kw_scores, dn_ids, dn_scores)
-        return self._hits(fused, tokens, top_k)
+        # Both sides always run: the mode decides the ranking, but whether the corpus
+        # answers the query at all is judged on all the evidence (see `_rank`).
+        full_scores = self.keyword_index.scores(plan.keyword_tokens)
+        mask = self.keyword_index.rows_for(allowed) if allowed is not None else None
+        keyword = self.keyword_index.top(*full_scores, CANDIDATES, mask)
+        dn_ids, dn_scores, vector = self._dense(plan, CANDIDATES, allowed)
+        candidates = self._candidates(keyword, dn_ids, dn_scores, vector, full_scores)
+        ranked = self._rank(mode, candidates, keyword, dn_scores, plan)
+        return self._hits(ranked, plan.keyword_tokens, top_k)
 
-    def _fuse(self, mode, kw_ids, kw_scores, dn_ids, dn_scores) -> list[tuple[int, float, int | None, int | None, float | None]]:
-        """[(chunk_id, score, keyword_rank, dense_rank, dense_score)] best first, floor applied."""
-        kw_rank = {int(c): r for r, c in enumerate(kw_ids, start=1)}
-        dn_rank = {int(c): r for r, c in enumerate(dn_ids, start=1)}
-        dn_score = {int(c): float(s) for c, s in zip(dn_ids, dn_scores)}
-        results = []
-        for cid in set(kw_rank) | set(dn_rank):
-            kr, dr, ds = kw_rank.get(cid), dn_rank.get(cid), dn_score.get(cid)
+    def _candidates(self, keyword: KeywordResult, dn_ids, dn_scores, vector, full_scores) -> dict[int, Candidate]:
+        """The union of both candidate lists, each candidate with both sides' evidence."""
+        pool: dict[int, Candidate] = {}
+        for rank, (cid, score, cov) in enumerate(zip(keyword.ids, keyword.scores, keyword.coverage), start=1):
+            pool[int(cid)] = Candidate(int(cid), keyword_rank=rank, keyword_score=float(score), coverage=float(cov))
+        for rank, (cid, score) in enumerate(zip(dn_ids, dn_scores), start=1):
+            cand = pool.setdefault(int(cid), Candidate(int(cid)))
+            cand.dense_rank, cand.dense_score = rank, float(score)
+        if vector is not None:
+            missing = [c.chunk_id for c in pool.values() if c.dense_score is None]
+            for cid, cos in self._cosines(vector, missing).items():
+                pool[cid].dense_score = cos
+        if full_scores is not None:
+            scores, coverage = full_scores
+            for cand in pool.values():
+                row = self.keyword_index.row_of(cand.chunk_id) if cand.keyword_rank is None else None
+                if row is not None:
+                    cand.keyword_score, cand.coverage = float(scores[row]), float(coverage[row])
+        return pool
+
+    def _rank(self, mode, pool: dict[int, Candidate], keyword: KeywordResult, dn_scores, plan) -> list[Candidate]:
+        """Scores by mode, the relevance floor and the strong/weak mark; best first."""
+        if mode == "keyword":
+            cands = [c for c in pool.values() if c.keyword_rank is not None]
+            for c in cands:
+                c.score = c.keyword_score
+        elif mode == "dense":
+            cands = [c for c in pool.values() if c.dense_rank is not None]
+            for c in cands:
+                c.score = c.dense_score or 0.0
+        else:
+            cands = list(pool.values())
+            self._fuse(cands, keyword, dn_scores, plan)
+        if not cands:
+            return []
+        kept = []
+        for c in cands:
+            dense = c.dense_score if c.dense_score is not None else -1.0
             if mode == "keyword":
-                score = float(kw_scores[kr - 1])
+                relevant = c.keyword_score > 0
             elif mode == "dense":
-                if ds is not None and ds < self.min_dense_score:
-                    continue
-                score = ds
+                relevant = dense >= self.min_dense_score
             else:
-                # a dense-only candidate must clear the floor; keyword evidence is its own floor (score > 0)
-                if kr is None and (ds is None or ds < self.min_dense_score):
-                    continue
-                score = (self.keyword_weight / (self.rrf_k + kr) if kr else 0.0) + \
-                        (self.dense_weight / (self.rrf_k + dr) if dr else 0.0)
-            results.append((cid, score, kr, dr, ds))
-        results.sort(key=lambda r: -r[1])
-        return results
+                relevant = dense >= self.min_dense_score or c.coverage >= self.min_coverage
+            if relevant:
+                c.strong = c.coverage >= self.min_coverage or dense >= self.confident_dense_score
+                kept.append(c)
+        kept.sort(key=lambda c: -c.score)
+        if not self.answered(pool.values()):
+            kept = kept[:MAX_WEAK_ONLY]
+            for c in kept:
+                c.strong = False
+        return kept
 
-    def _hits(self, fused, tokens, top_k) -> list[Hit]:
+    def answered(self, pool) -> bool:
+        """Does the corpus speak to this query at all? Most of its words in one chunk, or a confident cosine."""
+        return any(c.coverage >= self.strong_coverage or (c.dense_score or -1.0) >= self.confident_dense_score
+                   for c in pool)
+
+    def _fuse(self, cands: list[Candidate], keyword: KeywordResult, dn_scores, plan: QueryPlan) -> None:
+        kw_w, dn_w = self.weights(plan)
+        if self.fusion == "rrf":
+            for c in cands:
+                c.score = (kw_w / (self.rrf_k + c.keyword_rank) if c.keyword_rank else 0.0) + \
+                          (dn_w / (self.rrf_k + c.dense_rank) if c.dense_rank else 0.0)
+            return
+        kw = _scale(np.array([c.keyword_score for c in cands]), keyword.scores)
+        dn = _scale(np.array([c.dense_score if c.dense_score is not None else -1.0 for c in cands]),
+                    np.asarray(dn_scores))
+        for c, k, d in zip(cands, kw, dn):
+            c.score = float(kw_w * k + dn_w * d) / (kw_w + dn_w or 1.0)
+
+    def _hits(self, ranked: list[Candidate], tokens: list[str], top_k: int) -> list[Hit]:
         hits: list[Hit] = []
         by_hash: dict[str, Hit] = {}
-        query_terms = sorted({t for t in tokens if len(t) > 1}, key=len, reverse=True)
-        for cid, score, kr, dr, ds in fused:
+        query_terms = sorted({t for t in tokens if is_word(t) and len(t) > 1}, key=len, reverse=True)
+        for cand in ranked:
             if len(hits) >= top_k:
                 break
             row = self.store.conn.execute(
                 "SELECT c.*, d.title, d.doc_type, d.issuer, d.doc_number, d.date, d.source, d.validity, "
                 "substr(d.text, c.start + 1, c.end - c.start) AS passage "
-                "FROM chunks c JOIN documents d USING(doc_id) WHERE c.chunk_id=?", (cid,)).fetchone()
+                "FROM chunks c JOIN documents d USING(doc_id) WHERE c.chunk_id=?", (cand.chunk_id,)).fetchone()
             if row is None:  # chunk replaced since the index was published
                 continue
             if row["content_hash"] in by_hash:
@@ -212,12 +390,13 @@ class Searcher:
                                 issuer=row["issuer"], doc_number=row["doc_number"], date=row["date"],
                                 page=row["page"], label=row["label"], start=row["start"], end=row["end"],
                                 quote=row["passage"], source=row["source"], validity=row["validity"])
-            hit = Hit(chunk_id=cid, doc_id=row["doc_id"], title=row["title"], doc_type=row["doc_type"],
-                      score=round(float(score), 6), text=row["passage"], page=row["page"], label=row["label"],
+            ds = cand.dense_score
+            hit = Hit(chunk_id=cand.chunk_id, doc_id=row["doc_id"], title=row["title"], doc_type=row["doc_type"],
+                      score=round(float(cand.score), 6), text=row["passage"], page=row["page"], label=row["label"],
                       start=row["start"], end=row["end"], citation=citation,
-                      matched_terms=[t for t in query_terms if t in row["passage"]],
-                      keyword_rank=kr, dense_rank=dr, dense_score=None if ds is None else round(ds, 4),
-                      weak=kr is None)
+                      matched_terms=[t for t in query_terms if t in row["passage"] or t in row["title"]],
+                      keyword_rank=cand.keyword_rank, dense_rank=cand.dense_rank,
+                      dense_score=None if ds is None else round(ds, 4), weak=not cand.strong)
             by_hash[row["content_hash"]] = hit
             hits.append(hit)
         return hits

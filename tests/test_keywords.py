@@ -1,0 +1,85 @@
+"""Chinese keyword search: segmentation, exact 文号/条 tokens, colloquial framing, bm25s on disk."""
+import numpy as np
+import pytest
+
+from indexer.keywords import (BIGRAM, UNIGRAM, KeywordIndex, Tokenizer, is_word, strip_colloquial)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return Tokenizer()
+
+
+def words(tokens):
+    return [t for t in tokens if is_word(t)]
+
+
+def test_domain_terms_stay_whole_and_stop_words_go(tokenizer):
+    tokens = words(tokenizer.tokenize("关于开展请你来协商和双月座谈的通知"))
+    assert "请你来协商" in tokens and "双月座谈" in tokens
+    assert "的" not in tokens and "关于" not in tokens
+
+
+def test_doc_number_and_article_are_exact_tokens(tokenizer):
+    tokens = tokenizer.tokenize("根据青政发[2023]15号第十二条规定")
+    assert "青政发〔2023〕15号" in tokens  # brackets normalised
+    assert "第十二条" in tokens
+
+
+def test_character_grams_are_marked_and_never_collide_with_words(tokenizer):
+    tokens = tokenizer.tokenize("私堵通道")
+    assert UNIGRAM + "堵" in tokens and BIGRAM + "私堵" in tokens
+    assert not is_word(UNIGRAM + "堵")
+    assert all(t.startswith((UNIGRAM, BIGRAM)) for t in tokens if not is_word(t))
+
+
+def test_grams_can_be_switched_off(tokenizer):
+    plain = Tokenizer(char_grams=False)
+    assert all(is_word(t) for t in plain.tokenize("社区老年助餐服务"))
+    assert plain.fingerprint != tokenizer.fingerprint
+
+
+def test_colloquial_framing_is_stripped_from_queries():
+    assert "请问" not in strip_colloquial("请问老年助餐补贴标准是什么？")
+    assert "怎么办" not in strip_colloquial("邻居堵了通道该怎么办")
+    assert strip_colloquial("请问") == "请问"  # nothing would be left: keep the original
+    assert "吗啡" in strip_colloquial("吗啡属于麻醉药品吗？")  # particles only go at a clause end
+
+
+def test_stop_word_only_query_has_no_words(tokenizer):
+    assert words(tokenizer.tokenize_query("的是怎么")) == []
+    assert words(tokenizer.tokenize_query("是否可以吗？")) == []
+
+
+def test_user_dictionary_in_the_knowledge_base_changes_segmentation(tmp_path, tokenizer):
+    custom = tmp_path / "userdict.txt"
+    custom.write_text("青溪白茶 30 n\n", encoding="utf-8")
+    with_dict = Tokenizer(extra_dicts=[custom])
+    assert "青溪白茶" in with_dict.tokenize("打响青溪白茶品牌")
+    assert with_dict.fingerprint != tokenizer.fingerprint
+
+
+def test_index_saves_loads_and_scores_with_coverage(tmp_path, tokenizer):
+    docs = ["老年助餐服务补贴标准", "茶产业区域公用品牌建设", "多式联运物流枢纽"]
+    index = KeywordIndex.build([tokenizer.tokenize(d) for d in docs], [11, 12, 13])
+    index.save(tmp_path / "bm25")
+    loaded = KeywordIndex.load(tmp_path / "bm25")
+    result = loaded.search(tokenizer.tokenize_query("老年助餐补贴"), k=5)
+    assert result.ids[0] == 11 and result.coverage[0] == pytest.approx(1.0)
+    scores, coverage = loaded.scores(tokenizer.tokenize_query("量子芯片 助餐"))
+    assert 0 < coverage[0] < 1 and coverage[1] == 0
+    allowed = loaded.rows_for([12, 13])
+    assert 11 not in loaded.search(tokenizer.tokenize_query("老年助餐补贴"), 5, allowed).ids
+
+
+def test_empty_index_loads_and_finds_nothing(tmp_path, tokenizer):
+    KeywordIndex.build([], []).save(tmp_path / "bm25")
+    loaded = KeywordIndex.load(tmp_path / "bm25")
+    assert len(loaded.search(tokenizer.tokenize("助餐"), 10)) == 0
+    assert loaded.scores(["助餐"])[0].shape == (0,)
+
+
+def test_unknown_terms_give_no_scores(tokenizer):
+    index = KeywordIndex.build([tokenizer.tokenize("老年助餐")], [1])
+    scores, coverage = index.scores(["火星探测器"])
+    assert np.all(scores == 0) and np.all(coverage == 0)
