@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from indexer.errors import DocumentNotFound, KBError
+from indexer.errors import KBError
 
 from . import audit
 from .citations import Citation
@@ -40,8 +40,8 @@ SECTION_LABELS = dict(SECTIONS)
 SECTION_KEYS = tuple(key for key, _ in SECTIONS)
 _SECTION_ALIASES = {"专家论证": "expert", "专家意见": "expert", "协商纪要": "minutes", "往期协商纪要": "minutes",
                     "纪要": "minutes", "政策": "policy", "法规": "policy", "讲话": "speech", "案例": "case"}
-CHINESE_NUMBERS = "一二三四五六七八九十"
 
+DEFAULT_OFFICE = "政协青溪市委员会办公室"  # the sample corpus's office; settings.toml `office = "…"` overrides
 DEFAULT_PER_SECTION = 6
 PER_DOCUMENT = 3          # passages of one document per section, so a section is not one long file
 THIN_BELOW = 2            # fewer items than this and the section is marked as thin
@@ -817,8 +817,6 @@ class PackService:
         return result
 
 
-DEFAULT_OFFICE = "政协青溪市委员会办公室"
-
 
 def index_state(kb: "KnowledgeBase") -> dict:
     """What the index looked like: generation, when it was published, which model made it."""
@@ -841,5 +839,5 @@ def _clean_note(text: str | None) -> str:
 
 
 __all__ = ["SECTIONS", "SECTION_LABELS", "BriefingPack", "PackItem", "PackSection", "PackVersion", "PackService",
-           "PackNotFound", "InvalidPackEdit", "DocumentNotFound", "section_key", "topic_queries", "core_title",
+           "PackNotFound", "InvalidPackEdit", "section_key", "topic_queries", "core_title",
            "draft_sections", "index_state"]

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .citations import _chinese_date
 from .errors import ExportError
 
 if TYPE_CHECKING:
@@ -160,6 +159,17 @@ class Dossier:
         return f"汇编第{s['version']}版 · 索引第{s['index_generation']}代 · 模型 {s['model']}"
 
 
+def _chinese_date(iso: str | None) -> str:
+    """2025-04-18 → 2025年4月18日 (left as it is when it is not an ISO date)."""
+    match = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", iso or "")
+    return f"{int(match[1])}年{int(match[2])}月{int(match[3])}日" if match else (iso or "")
+
+
+def _model_name(model: str | None) -> str | None:
+    """A model folder is named by its last part; the full path says nothing to a reader."""
+    return Path(model).name if model and ("/" in model or "\\" in model) else model
+
+
 def _short_time(value: str | None) -> str:
     return (value or "").replace("T", " ")[:16]
 
@@ -207,8 +217,10 @@ def build_dossier(pack: "BriefingPack", *, office: str, notes_for: Callable | No
     step = f"第{CHINESE_NUMBERS[step_no - 1]}步“{topic.get('step_name', '')}”" + (
         f"（{_chinese_date(step_date)}起）" if step_date else "")
     section_names = "、".join(s.label for s in sections)
-    intro = (f"本汇编围绕{topic.get('format', '')}议题“{topic.get('title', pack.topic_id)}”编辑，供参加协商的委员和"
-             f"有关同志调研参考。全书分{section_names}{len(sections)}个部分，辑录材料 {item_count} 条"
+    title = topic.get("title", pack.topic_id)
+    quoted = title if "“" in title else f"“{title}”"
+    intro = (f"本汇编围绕协商议题{quoted}编辑" + (f"（协商形式：{topic['format']}）" if topic.get("format") else "")
+             + f"，供参加协商的委员和有关同志调研参考。全书分{section_names}{len(sections)}个部分，辑录材料 {item_count} 条"
              + (f"（标“★”的 {key_count} 条为重点阅读材料）" if key_count else "")
              + "。所有摘录均为原文照录，出处列于每条之后，书末附资料来源。")
     facts = [(label, clean(value)) for label, value in (
@@ -228,7 +240,7 @@ def build_dossier(pack: "BriefingPack", *, office: str, notes_for: Callable | No
     stamp = {"version": pack.version, "version_at": _short_time(pack.created_at), "version_by": pack.created_by,
              "change": clean(pack.change), "index_generation": pack.index_state.get("generation"),
              "index_updated": _short_time(pack.index_state.get("updated")),
-             "model": pack.index_state.get("model"), "index_documents": pack.index_state.get("documents"),
+             "model": _model_name(pack.index_state.get("model")), "index_documents": pack.index_state.get("documents"),
              "index_now": index_now, "exported_at": _short_time(time.strftime("%Y-%m-%dT%H:%M:%S")),
              "exported_by": user, "topic_id": pack.topic_id}
     return Dossier(title="调研资料汇编", topic_title=clean(topic.get("title", pack.topic_id)), topic_id=pack.topic_id,
@@ -471,6 +483,19 @@ def write_docx(d: Dossier, path: Path, fonts: FontSet = WORD_FONTS, toc_pages: d
     _DocxWriter(d, fonts).write(path, toc_pages)
 
 
+# Elements that must follow w:shd in a paragraph's properties, and w:updateFields in settings.
+_PPR_AFTER_SHD = ("w:tabs", "w:suppressAutoHyphens", "w:kinsoku", "w:wordWrap", "w:overflowPunct",
+                  "w:topLinePunct", "w:autoSpaceDE", "w:autoSpaceDN", "w:bidi", "w:adjustRightInd", "w:snapToGrid",
+                  "w:spacing", "w:ind", "w:contextualSpacing", "w:mirrorIndents", "w:suppressOverlap", "w:jc",
+                  "w:textDirection", "w:textAlignment", "w:textboxTightWrap", "w:outlineLvl", "w:divId",
+                  "w:cnfStyle", "w:rPr", "w:sectPr", "w:pPrChange")
+_SETTINGS_AFTER_UPDATE_FIELDS = ("w:hdrShapeDefaults", "w:footnotePr", "w:endnotePr", "w:compat", "w:docVars",
+                                 "w:rsids", "m:mathPr", "w:attachedSchema", "w:themeFontLang", "w:clrSchemeMapping",
+                                 "w:doNotIncludeSubdocsInStats", "w:doNotAutoCompressPictures", "w:forceUpgrade",
+                                 "w:captions", "w:readModeInkLockDown", "w:smartTagType", "sl:schemaLibrary",
+                                 "o:shapedefaults", "w:doNotEmbedSmartTags", "w:decimalSymbol", "w:listSeparator")
+
+
 class _DocxWriter:
     """Builds the Word document paragraph by paragraph in the office's layout."""
 
@@ -523,6 +548,9 @@ class _DocxWriter:
             p = self.para("", f.body, 12, first_line=True)
             self.run(p, f"{label}：", f.heading, 12)
             self.run(p, value, f.body, 12)
+        p = self.para("", f.body, 9, first_line=True, color=self.GREY)
+        self.run(p, "版本信息：", f.heading, 9, color=self.GREY)
+        self.run(p, "；".join(d.stamp_lines), f.body, 9, color=self.GREY)
         for s in d.sections:
             doc.add_page_break()
             self.heading(s.title_line, 1)
@@ -536,9 +564,6 @@ class _DocxWriter:
             text = f"{src.number}. {src.citation}" + (f"［{src.file}］" if src.file else "") + (
                 f"（{src.status}）" if src.status else "")
             self.para(text, f.body, 10.5, hanging_cm=0.74, after=3)
-        self.para("", f.body, 10)
-        for line in d.stamp_lines:
-            self.para(line, f.body, 8, after=0, color=self.GREY)
         if toc_pages is None:
             self._update_fields_on_open()
         doc.save(str(path))
@@ -679,6 +704,7 @@ class _DocxWriter:
         from docx.shared import Cm, Pt
 
         p = self.para(text, self.fonts.quote, 11.5, indent_cm=0.74, after=4 if last else 0)
+        p.paragraph_format.keep_with_next = True  # heading, quotation and citation stay on one page when they fit
         p.paragraph_format.right_indent = Cm(0.4)
         p.paragraph_format.line_spacing = 1.35
         p.paragraph_format.first_line_indent = Pt(23)
@@ -687,8 +713,9 @@ class _DocxWriter:
         borders.append(borders.makeelement(qn("w:left"), {qn("w:val"): "single", qn("w:sz"): "18",
                                                           qn("w:space"): "8", qn("w:color"): "A08A5A"}))
         shading = ppr.makeelement(qn("w:shd"), {qn("w:val"): "clear", qn("w:color"): "auto", qn("w:fill"): "F5F3EE"})
-        ppr.insert(0, shading)  # schema order: pBdr, shd, then spacing and ind
-        ppr.insert(0, borders)
+        # Word wants pPr children in schema order: keepNext … pBdr, shd, tabs … spacing, ind …
+        ppr.insert_element_before(borders, *_PPR_AFTER_SHD, "w:shd")
+        ppr.insert_element_before(shading, *_PPR_AFTER_SHD)
         return p
 
     def field(self, paragraph, instruction: str, placeholder: str = "") -> None:
@@ -746,7 +773,7 @@ class _DocxWriter:
 
         el = OxmlElement("w:updateFields")
         el.set(qn("w:val"), "true")
-        self.doc.settings.element.append(el)
+        self.doc.settings.element.insert_element_before(el, *_SETTINGS_AFTER_UPDATE_FIELDS)
 
 
 # -- PDF ------------------------------------------------------------------------------------

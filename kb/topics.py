@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import yaml
 
-from indexer.errors import DocumentNotFound, KBError
+from indexer.errors import KBError
 from indexer.metadata import parse_date
 
 from . import audit
@@ -460,4 +460,4 @@ def _json(value) -> str:
 
 
 __all__ = ["FORMATS", "STEPS", "LINK_KINDS", "Topic", "TopicLink", "TopicService", "ImportReport",
-           "InvalidTopic", "DocumentNotFound", "normalise_format", "parse_step"]
+           "InvalidTopic", "normalise_format", "parse_step"]
