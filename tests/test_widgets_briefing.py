@@ -109,11 +109,10 @@ def test_search_adds_to_the_current_pack(topic_kb):
     search = SearchPanel(topic_kb, on_add=builder.add_hit)
     search.search("茶园面积")
     card = search.cards()[0]
-    card.buttons["add"].click()
-    assert "还没有资料汇编" in search.status and "自动起草" in search.status  # no pack yet
-    builder.draft()
-    card.buttons["add"].click()
-    assert search.status_kind == "success" and "已加入资料汇编" in search.status
+    card.buttons["add"].click()  # before any draft: the pack starts with this item
+    assert search.status_kind == "success" and "已加入资料汇编" in search.status, search.status
+    assert builder.version == 1 and builder.item_count == 1
+    builder.draft()  # the hand-picked item stays
     assert any(c.item.doc_id == card.hit.doc_id and c.item.origin == "manual" for c in builder.cards())
     card.buttons["add"].click()
     assert search.status_kind == "error" and "已在资料汇编中" in search.status and "kb pack" not in search.status

@@ -62,6 +62,7 @@ mark.xs-mark { background: #fde68a; color: inherit; padding: 0 1px; border-radiu
 .xs-table th { background: #f3f4f6; text-align: left; padding: 5px 8px; border-bottom: 1px solid #d1d5db;
                white-space: nowrap; }
 .xs-table td { padding: 5px 8px; border-bottom: 1px solid #e5e7eb; vertical-align: top; line-height: 1.6; }
+.xs-table td.xs-nowrap { white-space: nowrap; }
 .xs-doc-meta { font-size: 13px; color: #374151; line-height: 1.8; margin-bottom: 8px; }
 .xs-doc { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 4px 14px; }
 .xs-doc.xs-doc-nonotes { grid-template-columns: minmax(0, 1fr); }
@@ -123,11 +124,18 @@ def shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def table_html(df: pd.DataFrame, empty: str = "（暂无）") -> str:
-    """A DataFrame as an escaped HTML table in the product's style."""
+def table_html(df: pd.DataFrame, empty: str = "（暂无）", nowrap: Iterable[str] = ()) -> str:
+    """A DataFrame as an HTML table in the product's style; every cell is escaped.
+    Columns named in `nowrap` (short values: dates, types, stances) never break."""
     if df is None or df.empty:
         return f'<div class="xs-empty">{esc(empty)}</div>'
-    return df.to_html(index=False, escape=True, border=0, classes="xs-table", na_rep="")
+    keep = set(nowrap)
+    cls = ['class="xs-nowrap"' if c in keep else "" for c in df.columns]
+    head = "".join(f"<th>{esc(c)}</th>" for c in df.columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td {k}>{esc('' if pd.isna(v) else v)}</td>" for k, v in zip(cls, row)) + "</tr>"
+        for row in df.itertuples(index=False, name=None))
+    return f'<table class="xs-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
 def status_html(text: str, kind: str = "info") -> str:

@@ -48,7 +48,8 @@ def note_html(note, *, show_quote: bool = True, title: str = "") -> str:
 def notes_table(notes, titles: dict[str, str] | None = None) -> pd.DataFrame:
     """Notes as a table a user scans: stance, author, document, quote, note, replies, state."""
     titles = titles or {}
-    rows = [{"立场": n.stance, "作者": f"{n.author}（{n.role_label}）", "文档": shorten(titles.get(n.doc_id, n.doc_id), 24),
-             "引文": shorten(n.quote, 40), "意见": shorten(n.text, 80), "回复": len(n.replies),
-             "时间": str(n.created).replace("T", " ")[:16], "状态": n.status_label} for n in notes]
-    return pd.DataFrame(rows, columns=["立场", "作者", "文档", "引文", "意见", "回复", "时间", "状态"])
+    rows = [{"立场": n.stance, "作者": n.author, "文档": shorten(titles.get(n.doc_id, n.doc_id), 20),
+             "引文": shorten(n.quote, 30), "意见": shorten(n.text, 60), "回复": len(n.replies),
+             "时间": str(n.created).replace("T", " ")[5:16],
+             "定位": "" if n.status == "anchored" else n.status_label} for n in notes]
+    return pd.DataFrame(rows, columns=["立场", "作者", "文档", "引文", "意见", "回复", "时间", "定位"])

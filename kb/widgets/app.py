@@ -12,6 +12,7 @@ import ipywidgets as widgets
 from traitlets import Bool, Unicode
 
 from indexer.errors import KBError
+from indexer.metadata import DOC_TYPES
 from kb.roles import ROLE_BY_LABEL, ROLES, User
 
 from ._common import Panel, action, button, css, esc, open_knowledge_base
@@ -70,12 +71,13 @@ class ResearchApp(Panel):
         self.enter_button.style.button_color = "#b91c1c"
         self.enter_button.style.text_color = "white"
         self.enter_button.on_click(lambda _b: self.login())
-        self.name_box.observe(lambda c: self.login() if c["new"].strip() and not self.logged_in else None, "value")
+        self.name_box.observe(lambda c: self.login() if c["new"].strip() else None, "value")
         self.busy_controls = [self.enter_button, self.switch_button]
         self.login_box = widgets.VBox([
             widgets.HTML('<div class="xs-title">请选择身份</div>'
                          '<div class="xs-subtitle">不同身份可做的事不同；所有修改都会记录操作人和时间。</div>'),
             self.name_box, self.role_buttons, self.role_help, self.enter_button,
+            widgets.HTML(self._overview(base)),
         ], layout=widgets.Layout(border="1px solid #e5e7eb", padding="12px 18px", width="620px", grid_gap="8px"))
         self._show_role_help()
         self.children = [css(), widgets.HBox([self.header, self.switch_button],
@@ -91,6 +93,23 @@ class ResearchApp(Panel):
         if user and role and base is not None:
             self.login()
 
+    @staticmethod
+    def _overview(kb) -> str:
+        """What the knowledge base holds, so a first-time user knows there is something to find."""
+        if kb is None:
+            return ""
+        try:
+            info = kb.info()
+            topics = kb.topics.list()
+        except Exception:  # an unreadable index is reported when searching; the login must still work
+            return ""
+        if not info["documents"]:
+            return ('<div class="xs-subtitle">知识库还是空的：请以工作人员身份进入，在「文档管理」中添加文件。</div>')
+        by_type = "、".join(f"{DOC_TYPES.get(k, k)} {v}" for k, v in sorted(info["documents_by_type"].items()))
+        names = "；".join(esc(t.title) for t in topics[:4])
+        return (f'<div class="xs-subtitle">知识库现有 {info["documents"]} 篇文档（{esc(by_type)}）'
+                + (f"，{len(topics)} 个协商议题：{names}" if topics else "") + "。</div>")
+
     def _show_role_help(self) -> None:
         self.role_help.value = f'<div class="xs-subtitle">{esc(ROLE_HELP.get(self.role_buttons.value, ""))}</div>'
 
@@ -104,6 +123,8 @@ class ResearchApp(Panel):
     @action("正在进入…")
     def login(self) -> None:
         name = (self.name_box.value or "").strip()
+        if self.logged_in and (name, self.role_buttons.value) == (self.user_name, self.role):
+            return  # Enter in the name box and a click on 进入 both arrive
         User(name, self.role_buttons.value)  # checks name and role; raises with a readable message
         base = self.kb
         embedder = self._embedder or getattr(base, "_embedder", None)
@@ -156,6 +177,7 @@ class ResearchApp(Panel):
         shown = [name for name in ALL_TABS if name in names or name == TAB_SEARCH]
         self.tabs = widgets.Tab(children=[pages[n] for n in shown], titles=shown)
         self.tabs.layout.width = "100%"
+        self.tabs.observe(lambda _c: self.set_status(""), "selected_index")  # the welcome line has done its job
         self.body.children = [self.tabs]
 
     def select_tab(self, name: str) -> None:

@@ -185,7 +185,7 @@ class BriefingBuilder(Panel):
             pack = self.kb.packs.get(topic.topic_id)
         except PackNotFound:
             pack = None
-        self._show(pack, latest=True)
+        self._show(pack)
 
     # -- pack -------------------------------------------------------------------------
     def _require_topic(self) -> str:
@@ -197,7 +197,7 @@ class BriefingBuilder(Panel):
     def draft(self):
         """Draft (or redraft) the pack; hand-made items are kept by the library."""
         pack = self.kb.packs.draft(self._require_topic())
-        self._show(pack, latest=True)
+        self._show(pack)
         thin = [s.label for s in pack.sections if s.thin]
         self.set_status(f"已起草第 {pack.version} 版，共 {pack.item_count} 条"
                         + (f"；材料偏少的部分：{'、'.join(thin)}" if thin else ""), "warning" if thin else "success")
@@ -210,12 +210,8 @@ class BriefingBuilder(Panel):
             for s_no, pos, item in self.pack.items():
                 if (item.doc_id, item.start, item.end) == (hit.doc_id, hit.start, hit.end):
                     raise KBError(f"这段文字已在资料汇编中（{s_no}.{pos}）", hint="可在「调研资料汇编」中调整位置")
-        try:
-            pack = self.kb.packs.add_hit(topic_id, hit)
-        except PackNotFound:
-            raise KBError(f"议题“{shorten(self.topic_select.label or topic_id, 30)}”还没有资料汇编",
-                          hint="先到「调研资料汇编」点「自动起草」，再从检索结果加入") from None
-        self._show(pack, latest=True)
+        pack = self.kb.packs.add_hit(topic_id, hit)
+        self._show(pack)
         section = next(s.label for s in pack.sections if any(i.doc_id == hit.doc_id and i.start == hit.start
                                                                 for i in s.items))
         message = f"已加入资料汇编「{section}」部分（第 {pack.version} 版）"
@@ -235,8 +231,9 @@ class BriefingBuilder(Panel):
         self.view = change["new"]
         self._render()
 
-    def _show(self, pack, latest: bool = False) -> None:
+    def _show(self, pack) -> None:
         self.pack = pack
+        self.download_html.value = ""  # a file exported earlier no longer matches what is shown
         self.version = pack.version if pack else 0
         if pack is None:
             self.latest_version = 0
@@ -266,7 +263,8 @@ class BriefingBuilder(Panel):
         pack = self.pack
         if pack is None:
             self.banner.value = ('<div class="xs-empty">这个议题还没有资料汇编。'
-                                 + ("点「自动起草」，系统会按五个部分检索并汇集材料。" if self.user.can("manage_packs")
+                                 + ("点「自动起草」，系统会按五个部分检索并汇集材料；也可以在「检索」中点「加入资料汇编」逐条添加。"
+                                    if self.user.can("manage_packs")
                                     else "请工作人员先起草。") + "</div>") if self.topic_id else ""
             self.sections_box.children, self.table_html.value = [], ""
             return
@@ -279,7 +277,7 @@ class BriefingBuilder(Panel):
         self.banner.value = '<div class="xs-subtitle">' + "<br>".join(notes) + "</div>"
         if self.view == VIEW_TABLE:
             self.sections_box.children = []
-            self.table_html.value = table_html(self.pack_table())
+            self.table_html.value = table_html(self.pack_table(), nowrap=("序号", "部分", "重点"))
             return
         self.table_html.value = ""
         rows: list[widgets.Widget] = []
@@ -402,7 +400,7 @@ class BriefingBuilder(Panel):
         self.editor.layout.display = "flex"
 
     def _edited(self, pack, message: str) -> None:
-        self._show(pack, latest=True)
+        self._show(pack)
         if self.editing_item:
             try:
                 self.edit_item(self.editing_item)
@@ -457,6 +455,6 @@ class BriefingBuilder(Panel):
             f'<div class="xs-status xs-status-success">{download_link(result.path)}'
             f'<span class="xs-subtitle">　第 {result.version} 版，{result.items} 条'
             + (f"，{result.pages} 页" if result.pages else "") + f"，{result.bytes / 1024:.0f} KB；"
-            f"已保存到 {esc(result.path)}</span></div>")
+            f"另存于知识库的 exports 文件夹</span></div>")
         self.set_status(f"已导出 {Path(result.path).name}", "success")
         return result

@@ -35,15 +35,15 @@ class ExpertPanel(Panel):
         self._titles: dict[str, str] = {}
         self._text = ""
 
-        field = widgets.Layout(width="100%")
+        field = widgets.Layout(width="98%")
         label_style = {"description_width": "52px"}
         self.doc_select = widgets.Dropdown(description="文档", style=label_style, layout=field)
         self.passage_select = widgets.Dropdown(description="段落", style=label_style, layout=field)
-        self.quote_box = widgets.Textarea(description="引文", style=label_style, layout=widgets.Layout(width="100%", height="96px"),
+        self.quote_box = widgets.Textarea(description="引文", style=label_style, layout=widgets.Layout(width="98%", height="96px"),
                                           placeholder="默认引用整段；可删减为其中要评论的一句原话（须与原文一致）")
         self.stance_buttons = widgets.ToggleButtons(options=list(STANCES), value=STANCES[0], description="立场",
                                                     style={"description_width": "52px", "button_width": "72px"})
-        self.text_box = widgets.Textarea(description="意见", style=label_style, layout=widgets.Layout(width="100%", height="110px"),
+        self.text_box = widgets.Textarea(description="意见", style=label_style, layout=widgets.Layout(width="98%", height="110px"),
                                          placeholder="写明论证意见：依据、判断和建议")
         self.save_button = button("保存论证意见", icon="check", width="140px")
         self.save_button.style.button_color = "#b91c1c"
@@ -77,7 +77,7 @@ class ExpertPanel(Panel):
         self.notes_html = widgets.HTML(layout=widgets.Layout(max_height="420px", overflow="auto"))
         self.reply_select = widgets.Dropdown(description="回复", style=label_style, layout=field)
         self.reply_box = widgets.Textarea(placeholder="写下回复（委员、专家、工作人员都可以回复）",
-                                          layout=widgets.Layout(width="100%", height="64px"))
+                                          layout=widgets.Layout(width="98%", height="64px"))
         self.reply_button = button("发送回复", icon="reply", width="110px")
         self.reply_button.on_click(lambda _b: self.send_reply())
         self.allow(self.reply_button, "reply")
@@ -222,7 +222,8 @@ class ExpertPanel(Panel):
         self.notes = notes_api.find(doc_id=doc_id or None, stance=self.filter_stance or None,
                                     author=self.filter_author or None)
         self.table_html.value = table_html(notes_table(self.notes, self._titles),
-                                           "暂无符合条件的论证意见" if everyone else "还没有论证意见。")
+                                           "暂无符合条件的论证意见" if everyone else "还没有论证意见。",
+                                           nowrap=("立场", "作者", "回复", "时间"))
         self.notes_html.value = "".join(note_html(n, title=self._titles.get(n.doc_id, "")) for n in self.notes)
         current = self.reply_select.value
         self.reply_select.options = [(f"{n.stance}｜{n.author}：{shorten(n.text, 30)}", n.note_id) for n in self.notes]

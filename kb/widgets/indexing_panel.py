@@ -41,8 +41,10 @@ class IndexingPanel(Panel):
         self.index_button.style.text_color = "white"
         self.index_button.on_click(lambda _b: self.run_index())
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="进度",
-                                            bar_style="", layout=widgets.Layout(width="460px", visibility="hidden"))
+                                            bar_style="", layout=widgets.Layout(width="460px"))
         self.progress_label = widgets.HTML()
+        self.progress_row = widgets.HBox([self.progress, self.progress_label],
+                                         layout=widgets.Layout(align_items="center", grid_gap="8px", display="none"))
         self.report_html = widgets.HTML()
         self.summary_html = widgets.HTML()
         self.documents_html = widgets.HTML(layout=widgets.Layout(max_height="420px", overflow="auto"))
@@ -62,7 +64,7 @@ class IndexingPanel(Panel):
             staff_note,
             widgets.HBox([self.upload, self.upload_label], layout=widgets.Layout(align_items="center", grid_gap="8px")),
             widgets.HBox([self.folder_box, self.index_button], layout=widgets.Layout(grid_gap="8px")),
-            widgets.HBox([self.progress, self.progress_label], layout=widgets.Layout(align_items="center", grid_gap="8px")),
+            self.progress_row,
             self.status_bar, self.report_html,
             widgets.HBox([widgets.HTML('<div class="xs-section-head">知识库现有文档</div>'), self.refresh_button],
                          layout=widgets.Layout(align_items="center", grid_gap="12px")),
@@ -89,7 +91,8 @@ class IndexingPanel(Panel):
             + (f"（{esc(by_type)}）" if by_type else "")
             + (f"；最近更新 {esc(updated)}" if updated else "") + "</div>")
         self.documents_html.value = table_html(self.documents_table(),
-                                               "知识库里还没有文档。工作人员可以在上面选择文件并开始索引。")
+                                               "知识库里还没有文档。工作人员可以在上面选择文件并开始索引。",
+                                               nowrap=("类型", "文号", "日期", "效力"))
 
     # -- indexing -------------------------------------------------------------------
     def _on_upload(self, change) -> None:
@@ -127,7 +130,7 @@ class IndexingPanel(Panel):
         if not paths:
             raise KBError("没有要索引的文件", hint="先点「选择文件」上传，或填写一个文件夹路径")
         self.progress.value, self.progress.bar_style = 0, ""
-        self.progress.layout.visibility = "visible"
+        self.progress_row.layout.display = "flex"
         report = self.kb.index(paths, progress=self._on_progress)
         self.progress.value = self.progress.max
         self.progress.bar_style = "success" if not report.skipped else "warning"
@@ -138,7 +141,7 @@ class IndexingPanel(Panel):
         skipped = pd.DataFrame([{"文件": Path(p).name, "原因": r, "位置": str(Path(p).parent)} for p, r in report.skipped],
                                columns=["文件", "原因", "位置"])
         self.report_html.value = (f'<div class="xs-section-head">未能索引的文件（{len(report.skipped)} 个）</div>'
-                                  + table_html(skipped) if report.skipped else "")
+                                  + table_html(skipped, nowrap=("文件",)) if report.skipped else "")
         self.upload.value = ()
         self._render_documents()
         self.set_status(self.last_report, "warning" if report.skipped else "success")
