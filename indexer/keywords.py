@@ -150,6 +150,10 @@ class KeywordIndex:
     both the BM25 score and which query words each chunk contains.
     """
 
+    # Character grams found in more than this share of chunks are skipped at query time:
+    # they barely move BM25 and cost the most (long posting lists).
+    max_gram_share = 0.1
+
     def __init__(self, retriever, ids: np.ndarray):
         self.retriever = retriever
         self.ids = ids
@@ -219,7 +223,7 @@ class KeywordIndex:
             df = 0 if tid is None else int(self._indptr[tid + 1] - self._indptr[tid])
             if is_word(token):
                 word_mass += self._idf(df)
-            if tid is None or not df:
+            if tid is None or not df or (not is_word(token) and df > self.max_gram_share * n):
                 continue
             lo, hi = self._indptr[tid], self._indptr[tid + 1]
             rows = self._indices[lo:hi]

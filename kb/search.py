@@ -264,7 +264,13 @@ class Searcher:
         params = None
         if allowed is not None:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
-        scores, ids = self.dense_index.search(vector, min(k, self.dense_index.ntotal), params=params)
+        # One query is one matrix-vector product: more OpenMP threads only spin against other load.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            scores, ids = self.dense_index.search(vector, min(k, self.dense_index.ntotal), params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
         keep = ids[0] >= 0
         return ids[0][keep], scores[0][keep], vector[0]
 

@@ -1,0 +1,188 @@
+"""The search benchmarks in one JSON object: embedding speed, query latency at scale, index size, eval.
+
+    python benchmarks/run.py --json [--sizes 10000,100000] [--queries 200] [--skip-embed] [--skip-eval]
+
+* `embed_passages_per_s`, `embed_speedup_vs_st_fp32`: from `benchmarks/embed_speed.py`
+  (fp32 sentence-transformers and the int8 backend on the same 200–500-character
+  chunks, alternating in this run).
+* `query_p50_ms` / `query_p95_ms` per size: hybrid `Searcher.search` (query
+  embedding by the real model, BM25, faiss, fusion, hits with citations) over a
+  knowledge base of synthetic policy chunks. Chunk texts are recombined policy
+  sentences; their vectors are random unit vectors, which cost faiss exactly what
+  real ones do. `first_query_s`: loading the index plus the first query.
+* `index_mb_per_100k`: the knowledge-base folder (SQLite with vectors and tokens,
+  faiss, bm25) scaled to 100k chunks.
+* `eval`: `kb eval` figures for ../shared/bench/stard-mini in the three modes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from indexer.chunking import ChunkSpan  # noqa: E402
+from indexer.embedding import load_embedder  # noqa: E402
+from indexer.keywords import KeywordIndex, Tokenizer  # noqa: E402
+from indexer.store import DocumentRecord, Store  # noqa: E402
+from kb.config import DEFAULT_MODEL_DIR  # noqa: E402
+from kb.evaluation import evaluate  # noqa: E402
+from kb.search import Searcher  # noqa: E402
+
+STARD_MINI = ROOT.parent / "shared" / "bench" / "stard-mini"
+CHUNKS_PER_DOC = 10
+# Short jargon and lay questions, the two kinds of query members type.
+QUERIES = ["放管服", "银发经济", "一老一小", "长三角物流", "茶叶品牌", "老年助餐补贴标准", "请你来协商",
+           "乡村议事会怎么组织", "我想知道社区食堂的补贴有多少？", "冷链物流设施有哪些短板",
+           "政协委员怎样收集社情民意信息", "公铁水联运能降低多少成本", "地理标志产品保护",
+           "数字茶园建设的目标是什么", "提案办理满意率", "村级议事协商阵地建设资金从哪里来"]
+
+
+def synthetic_store(home: Path, n_chunks: int, dim: int, tokenizer: Tokenizer, seed: int = 0) -> float:
+    """Fill `home` with `n_chunks` synthetic chunks and publish; returns seconds taken."""
+    from embed_speed import _BUILTIN_SENTENCES, _corpus_sentences
+
+    started = time.perf_counter()
+    pool = _BUILTIN_SENTENCES + _corpus_sentences(ROOT / "corpus")
+    pool_tokens = [tokenizer.tokenize(s) for s in pool]  # segment each sentence once, recombine tokens
+    rng = random.Random(seed)
+    vec_rng = np.random.default_rng(seed)
+    store = Store(home)
+    store.check_model("synthetic", dim)
+    records, n_docs = [], (n_chunks + CHUNKS_PER_DOC - 1) // CHUNKS_PER_DOC
+    for d in range(n_docs):
+        text, spans, tokens = "", [], []
+        for _ in range(min(CHUNKS_PER_DOC, n_chunks - d * CHUNKS_PER_DOC)):
+            start, target, chunk_tokens = len(text), rng.randint(200, 500), []
+            while len(text) - start < target:
+                i = rng.randrange(len(pool))
+                text += pool[i]
+                chunk_tokens += pool_tokens[i]
+            spans.append(ChunkSpan(start, len(text), f"第{len(spans) + 1}段"))
+            tokens.append(chunk_tokens)
+            text += "\n"
+        records.append(DocumentRecord(doc_id=f"s{d:07d}", source=f"synthetic/{d}.txt", file_hash=str(d), text=text,
+                                      meta={"title": f"合成文件{d}", "doc_type": "policy"}, chunks=spans,
+                                      tokens=tokens))
+        if len(records) == 500 or d == n_docs - 1:
+            count = sum(len(r.chunks) for r in records)
+            vectors = vec_rng.standard_normal((count, dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            store.put_documents(records, vectors)
+            records = []
+    store.publish("synthetic", dim, tokenizer.fingerprint, KeywordIndex.build)
+    store.close()
+    return time.perf_counter() - started
+
+
+def folder_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+
+
+class _NamedAs:
+    """The real embedder under the synthetic store's model name (the store refuses a mismatch)."""
+
+    def __init__(self, embedder, name: str):
+        self._embedder, self.name, self.dim = embedder, name, embedder.dim
+
+    def embed_query(self, text):
+        return self._embedder.embed_query(text)
+
+
+def query_latency(n_chunks: int, embedder, tokenizer: Tokenizer, n_queries: int) -> dict:
+    """Build a synthetic knowledge base of `n_chunks` and time hybrid searches on it."""
+    home = Path(tempfile.mkdtemp(prefix=f"kb-bench-{n_chunks}-"))
+    try:
+        build_s = synthetic_store(home, n_chunks, embedder.dim, tokenizer)
+        started = time.perf_counter()
+        searcher = Searcher(Store(home), _NamedAs(embedder, "synthetic"), tokenizer)
+        searcher.search(QUERIES[0])
+        first_query_s = time.perf_counter() - started
+        timings = []
+        for i in range(n_queries):
+            query = QUERIES[i % len(QUERIES)]
+            t0 = time.perf_counter()
+            searcher.search(query, top_k=10)
+            timings.append((time.perf_counter() - t0) * 1000)
+        timings.sort()
+        searcher.store.close()
+        return {"chunks": n_chunks, "queries": n_queries, "build_s": round(build_s, 1),
+                "first_query_s": round(first_query_s, 2),
+                "query_p50_ms": round(statistics.median(timings), 1),
+                "query_p95_ms": round(timings[int(0.95 * (len(timings) - 1))], 1),
+                "dense_index": searcher.manifest["dense_index"], "folder_mb": round(folder_mb(home), 1)}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def stard_mini_eval(embedder) -> dict:
+    if not (STARD_MINI / "corpus.jsonl").exists():
+        return {"skipped": f"{STARD_MINI} not present"}
+    out = {}
+    for mode in ("keyword", "dense", "hybrid"):
+        for fusion in (("combsum", "rrf") if mode == "hybrid" else ("combsum",)):
+            report = evaluate(STARD_MINI, embedder, mode=mode, searcher_options={"fusion": fusion})
+            key = mode if fusion == "combsum" else "hybrid_rrf"
+            out[key] = report.as_json()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true", help="print the JSON object only")
+    parser.add_argument("--sizes", default="10000,100000", help="chunk counts for the latency runs")
+    parser.add_argument("--queries", type=int, default=200, help="timed queries per size")
+    parser.add_argument("--model", default=os.environ.get("KB_MODEL") or str(DEFAULT_MODEL_DIR))
+    parser.add_argument("--skip-embed", action="store_true", help="leave out the fp32 vs int8 embedding run")
+    parser.add_argument("--skip-eval", action="store_true", help="leave out the stard-mini evaluation")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from embed_speed import _machine, _versions, measure
+
+    def log(message: str) -> None:
+        if not args.json:
+            print(message, file=sys.stderr, flush=True)
+
+    embedder = load_embedder(args.model)
+    tokenizer = Tokenizer()
+    result: dict = {"benchmark": "search", "model": embedder.name, "machine": _machine(), "versions": _versions()}
+    if not args.skip_embed:
+        log("embedding speed: fp32 vs int8 …")
+        speed = measure(model_dir=args.model)
+        result["embed_passages_per_s"] = speed["passages_per_s"]["onnx-int8"]
+        result["embed_passages_per_s_st_fp32"] = speed["passages_per_s"]["st-fp32"]
+        result["embed_speedup_vs_st_fp32"] = speed["speedup"]
+        result["embed_cosine_vs_fp32_min"] = speed["cosine_vs_fp32"]["min"]
+    latency = {}
+    for size in (int(s) for s in args.sizes.split(",") if s.strip()):
+        log(f"query latency at {size} chunks …")
+        latency[str(size)] = query_latency(size, embedder, tokenizer, args.queries)
+    result["latency"] = latency
+    for size, row in latency.items():
+        suffix = f"{int(size) // 1000}k"
+        result[f"query_p50_ms_{suffix}"] = row["query_p50_ms"]
+        result[f"query_p95_ms_{suffix}"] = row["query_p95_ms"]
+    biggest = max(latency.values(), key=lambda r: r["chunks"], default=None)
+    if biggest:
+        result["index_mb_per_100k"] = round(biggest["folder_mb"] * 100_000 / biggest["chunks"], 1)
+    if not args.skip_eval:
+        log("stard-mini evaluation …")
+        result["eval_stard_mini"] = stard_mini_eval(embedder)
+    print(json.dumps(result, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
