@@ -152,17 +152,18 @@ def walk_through(url: str, page) -> None:
     page.wait_for_selector("text=重新起草")
     shot(page, "03_资料汇编")
 
-    # add a search hit to the pack, then export to Word
+    # add a search hit to the pack, mark an item as key reading, then export to Word
     tab(page, "检索")
     page.locator(".xs-card button", has_text="加入资料汇编").nth(1).click()
     page.wait_for_selector("text=/已加入资料汇编|已在资料汇编中/")
     tab(page, "调研资料汇编")
+    page.locator("button", has_text="标为重点").first.click()
+    page.wait_for_selector("text=★ 重点阅读")
     page.locator("button", has_text="导出Word").click()
     link = page.locator(".xs-download a")
     link.wait_for(timeout=LONG)
     assert link.get_attribute("download").endswith(".docx")
-    page.locator("button", has_text="标为重点").first.click()
-    page.wait_for_selector("text=★ 重点阅读")
+    page.locator(".xs-title", has_text="调研资料汇编").scroll_into_view_if_needed()
     shot(page, "04_导出与编辑")
 
     # 专家论证: from a search card to a saved note

@@ -172,6 +172,13 @@ def test_members_cannot_add_to_packs_or_annotate(make_kb):
     assert card.buttons["annotate"].disabled and "委员" in card.buttons["annotate"].tooltip
 
 
+def test_empty_knowledge_base_points_to_document_management(make_kb):
+    empty = make_kb(index=False)
+    panel = SearchPanel(empty)
+    panel.search("老年助餐")
+    assert panel.status_kind == "warning" and "文档管理" in panel.status and "kb index" not in panel.status
+
+
 def test_filter_options_come_from_the_documents(staff_kb):
     panel = SearchPanel(staff_kb)
     assert "青溪市人民政府" in panel.issuer_box.options

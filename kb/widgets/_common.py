@@ -21,11 +21,12 @@ import ipywidgets as widgets
 import pandas as pd
 from traitlets import Bool, Unicode
 
-from indexer.errors import KBError
+from indexer.errors import IndexNotFound, KBError
 from kb.config import REPO_ROOT
 
 log = logging.getLogger("kb.widgets")
 
+NO_INDEX = "知识库里还没有可检索的文档（请工作人员在「文档管理」中添加文件并开始索引）"
 GENERIC_ERROR = "操作没有完成：程序出现意外错误。请重试；如仍不行，请联系管理员查看日志"
 STATUS_KINDS = ("info", "busy", "success", "warning", "error")
 
@@ -117,6 +118,12 @@ def highlight(text: str, terms: Iterable[str]) -> str:
         pos = match.end()
     out.append(esc(text[pos:]))
     return "".join(out)
+
+
+def compact(text: str) -> str:
+    """Text for display in a card: blank lines and line-end spaces dropped (the stored quote is untouched)."""
+    lines = [line.rstrip() for line in (text or "").strip().splitlines()]
+    return "\n".join(line for line in lines if line.strip())
 
 
 def shorten(text: str, limit: int = 60) -> str:
@@ -246,6 +253,8 @@ def action(busy_message: str = ""):
             self.set_status(busy_message, "busy" if busy_message else "info")
             try:
                 return method(self, *args, **kwargs)
+            except IndexNotFound:  # the library's hint names a CLI command; here the way is a tab
+                self.set_status(NO_INDEX, "warning")
             except KBError as exc:
                 self.set_status(exc.user_message(), "error")
             except Exception:  # noqa: BLE001 - the page must never show a traceback

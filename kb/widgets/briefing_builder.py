@@ -14,7 +14,8 @@ from indexer.errors import KBError
 from kb.briefing import SECTIONS, PackNotFound
 from kb.topics import FORMATS, STEPS
 
-from ._common import Panel, action, button, css, download_link, esc, heading, passage_label, shorten, table_html
+from ._common import (Panel, action, button, compact, css, download_link, esc, heading, passage_label, shorten,
+                      table_html)
 from ._notes import STANCE_CSS, notes_api
 
 CHINESE_NUMBERS = "一二三四五"
@@ -299,7 +300,7 @@ class BriefingBuilder(Panel):
         if item.status_note:
             badges += f'<span class="xs-badge xs-badge-warn">{esc(item.status_note)}</span>'
         label = passage_label(item.label, item.quote)
-        quote = item.quote.strip()
+        quote = compact(item.quote)
         preview = quote if len(quote) <= QUOTE_PREVIEW else quote[:QUOTE_PREVIEW] + "……"
         html = (f'<div>{badges}<span class="xs-card-title">{esc(item.title)}</span>'
                 + (f'<span class="xs-cite">　{esc(label)}</span>' if label else "") + "</div>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 from traitlets import Int, Unicode
 
-from ._common import Panel, action, button, css, esc, heading, passage_label, shorten
+from ._common import Panel, action, button, compact, css, esc, heading, passage_label, shorten
 from ._notes import note_html, notes_for_document
 
 
@@ -94,7 +94,7 @@ class DocumentViewer(Panel):
             if label:
                 tags += f'<span class="xs-passage-label">{esc(shorten(label, 24))}</span>'
             cls = "xs-passage xs-passage-focus" if in_focus else "xs-passage"
-            cell = f'<div class="{cls}">{tags}{esc(passage.strip())}</div>'
+            cell = f'<div class="{cls}">{tags}{esc(compact(passage))}</div>'
             if in_focus:
                 focus_row = cell
             if with_notes:

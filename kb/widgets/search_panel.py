@@ -9,7 +9,7 @@ from traitlets import Bool, Int, List, Unicode
 from indexer.metadata import DOC_TYPES, LEVELS
 from kb.search import Hit, SearchFilters
 
-from ._common import Panel, action, button, css, esc, heading, highlight, passage_label, shorten
+from ._common import Panel, action, button, compact, css, esc, heading, highlight, passage_label, shorten
 
 ALL = ""
 MODE_LABELS = {"综合检索（推荐）": "hybrid", "关键词": "keyword", "语义相近": "dense"}
@@ -228,7 +228,7 @@ class SearchPanel(Panel):
             f'<div class="xs-card-head"><div class="xs-card-title">{rank}. {esc(hit.title)}</div>'
             f'<div class="xs-score">相关度 {hit.score:.3f}</div></div>'
             f'<div>{"".join(badges)}<span class="xs-cite">{where}</span></div>'
-            f'<div class="xs-card-text">{highlight(hit.text, hit.matched_terms)}</div>'
+            f'<div class="xs-card-text">{highlight(compact(hit.text), hit.matched_terms)}</div>'
             f'<div class="xs-cite">出处：{esc(hit.citation.formatted())}</div>'
             + (f'<div class="xs-cite">命中词：{matched}{esc(extra)}</div>' if matched or extra else "")
         )
