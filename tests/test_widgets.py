@@ -337,7 +337,7 @@ def test_app_login_and_panels_talk(kb_home, embedder, corpus):
     assert app.logged_in and app.kb.user.role == "expert" and app.kb.user.name == "赵专家"
     assert list(app.tabs.titles) == [TAB_SEARCH, TAB_NOTES, TAB_DOCS]
     search = app.panels[TAB_SEARCH]
-    app.name_box.value = "赵专家 "  # Enter in the name box after the click: same user, panels stay
+    app.name_box.value = "赵专家 "  # a second click with the same user keeps the panels
     app.enter_button.click()
     assert app.panels[TAB_SEARCH] is search
     assert "赵专家（专家）" in app.header.value

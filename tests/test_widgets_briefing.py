@@ -184,6 +184,12 @@ def test_expert_notes_show_on_pack_items(topic_kb, embedder):
     expert.close()
 
 
+def test_role_notebook_app_opens_on_its_tab(topic_kb, embedder):
+    app = ResearchApp(topic_kb.home, embedder=embedder, tabs=[TAB_PACKS], user="王晓明", role="工作人员")
+    assert list(app.tabs.titles) == [TAB_SEARCH, TAB_PACKS] and app.tabs.selected_index == 1
+    assert app.role == "staff" and "在「调研资料汇编」中开始" in app.status
+
+
 def test_app_wires_search_to_builder(topic_kb, embedder):
     app = ResearchApp(topic_kb.home, embedder=embedder, user="王晓明", role="staff")
     assert app.logged_in and TAB_PACKS in app.tabs.titles

@@ -58,7 +58,8 @@ class ResearchApp(Panel):
         self.switch_button.layout.display = "none"
         self.body = widgets.VBox(layout=widgets.Layout(width="100%"))
 
-        self.name_box = widgets.Text(description="姓名", placeholder="请输入姓名，如：王晓明", continuous_update=False,
+        # no login on Enter: leaving the box (to pick a role) would count as Enter and log in too early
+        self.name_box = widgets.Text(description="姓名", placeholder="请输入姓名，如：王晓明",
                                      value=user or "", style={"description_width": "48px"},
                                      layout=widgets.Layout(width="320px"))
         role_options = [(label, key) for key, label in ROLES.items()]
@@ -71,7 +72,6 @@ class ResearchApp(Panel):
         self.enter_button.style.button_color = "#b91c1c"
         self.enter_button.style.text_color = "white"
         self.enter_button.on_click(lambda _b: self.login())
-        self.name_box.observe(lambda c: self.login() if c["new"].strip() else None, "value")
         self.busy_controls = [self.enter_button, self.switch_button]
         self.login_box = widgets.VBox([
             widgets.HTML('<div class="xs-title">请选择身份</div>'
@@ -124,7 +124,7 @@ class ResearchApp(Panel):
     def login(self) -> None:
         name = (self.name_box.value or "").strip()
         if self.logged_in and (name, self.role_buttons.value) == (self.user_name, self.role):
-            return  # Enter in the name box and a click on 进入 both arrive
+            return  # a second click on 进入 while the tabs are being built
         User(name, self.role_buttons.value)  # checks name and role; raises with a readable message
         base = self.kb
         embedder = self._embedder or getattr(base, "_embedder", None)
@@ -177,6 +177,7 @@ class ResearchApp(Panel):
         shown = [name for name in ALL_TABS if name in names or name == TAB_SEARCH]
         self.tabs = widgets.Tab(children=[pages[n] for n in shown], titles=shown)
         self.tabs.layout.width = "100%"
+        self.select_tab(names[0] if names else TAB_SEARCH)  # a role notebook opens on its own tab
         self.tabs.observe(lambda _c: self.set_status(""), "selected_index")  # the welcome line has done its job
         self.body.children = [self.tabs]
 
