@@ -147,6 +147,12 @@ def _load_pdf(path: Path) -> LoadedText:
     return LoadedText(text, pages=pages, properties=props)
 
 
+_BLOCK_TAGS = ["p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "li", "tr", "table", "section", "article",
+               "blockquote", "pre", "dd", "dt"]
+# Page furniture that sits inside many government article templates.
+_HTML_CHROME_RE = re.compile(r"(字号[：:]|浏览次数|打印本页|关闭窗口|分享到|【打印】|【关闭】)")
+
+
 def _load_html(path: Path) -> LoadedText:
     from bs4 import BeautifulSoup
 
@@ -155,13 +161,20 @@ def _load_html(path: Path) -> LoadedText:
     page_title = soup.title.get_text(strip=True) if soup.title else ""
     for tag in soup(["script", "style", "nav", "header", "footer", "noscript", "form"]):
         tag.decompose()
-    body = soup.select_one(".article, article, main, #content, .content") or soup.body or soup
-    heading = body.find(["h1", "h2"])
+    article = soup.select_one(".article, article, main, #content") or soup.body or soup
+    heading = article.find(["h1", "h2"])
     # The article's own heading beats <title>, which sites pad with “_栏目_网站名”.
     title = heading.get_text(strip=True) if heading is not None else page_title.split("_")[0]
     props = {"title": title} if title else {}
-    text = body.get_text("\n")
-    return LoadedText(normalise(text), encoding=encoding, properties=props)
+    body = article
+    # Inline tags (<a>, <span>) must not break lines; block tags must.
+    for br in body.find_all("br"):
+        br.replace_with("\n")
+    for tag in body.find_all(_BLOCK_TAGS):
+        tag.insert_after("\n")
+    lines = [line for line in body.get_text().split("\n") if not _HTML_CHROME_RE.search(line)]
+    text = normalise("\n".join(lines))
+    return LoadedText(text, encoding=encoding, properties=props)
 
 
 _LOADERS = {".docx": _load_docx, ".pdf": _load_pdf, ".html": _load_html, ".htm": _load_html}

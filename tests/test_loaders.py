@@ -79,11 +79,15 @@ def test_html_keeps_article_body_only(tmp_path):
     path = tmp_path / "h.html"
     path.write_text("<html><head><title>物流通知</title><script>var x=1;</script></head><body>"
                     "<nav>首页 | 政务公开</nav><div class='article'><h1>关于物流枢纽的通知</h1>"
-                    "<p>各县区：</p><p>加快建设多式联运中心。</p></div><footer>版权所有</footer></body></html>",
+                    "<div class='info'>浏览次数：<span>1,286</span> 字号：[<a href='#'>大</a> <a href='#'>小</a>]</div>"
+                    "<p>各县区：</p><p>加快<a href='#'>建设</a>多式联运中心。</p>"
+                    "<div class='tools'><a>【打印本页】</a><a>【关闭窗口】</a></div></div>"
+                    "<footer>版权所有</footer></body></html>",
                     encoding="utf-8")
     loaded = load_file(path)
     assert "加快建设多式联运中心。" in loaded.text
     assert "首页" not in loaded.text and "版权所有" not in loaded.text and "var x" not in loaded.text
+    assert "1,286" not in loaded.text and "字号" not in loaded.text and "打印本页" not in loaded.text
     assert loaded.properties["title"] == "关于物流枢纽的通知"  # the article heading beats <title>
 
 
