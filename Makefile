@@ -7,7 +7,7 @@ KB_HOME ?= $(CURDIR)/kb_data
 PORT ?= 8866
 export KB_HOME
 
-.PHONY: setup run index app lab test test-fast bench clean
+.PHONY: setup run index lab test test-fast bench screenshots clean
 
 setup: $(VENV)/.installed $(MODEL_DIR)/.complete
 	@bash scripts/system_deps.sh
@@ -26,15 +26,23 @@ $(MODEL_DIR)/.complete: $(VENV)/.installed
 
 index: setup
 	$(BIN)/kb index corpus/ ; test $$? -le 1
+	$(BIN)/kb topic import corpus/topics.yaml
 
 run: index
 	$(BIN)/kb search 老年助餐补贴标准 --top 3
+	PORT=$(PORT) bash scripts/serve_app.sh
+
+lab: index
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
 
 test: setup
 	bash scripts/run_tests.sh
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -q
+
+screenshots: index
+	KB_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py
 
 bench: setup
 	$(BIN)/python benchmarks/run.py --json

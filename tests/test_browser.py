@@ -1,7 +1,8 @@
 """The served app in a real browser: Voila on 127.0.0.1, headless Chromium driven by Playwright.
 
 Logs in, searches, opens a source, drafts and exports a pack, writes an expert note, and
-saves screenshots (1280×800) to docs/screenshots/. Every wait is bounded, and the only
+saves screenshots (1280×800) to build/screenshots/ (`make screenshots` refreshes the ones
+the README shows in docs/screenshots/). Every wait is bounded, and the only
 host contacted is 127.0.0.1.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .conftest import REPO
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = REPO / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("KB_SCREENSHOT_DIR") or REPO / "build" / "screenshots")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 800}
