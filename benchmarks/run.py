@@ -155,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.json:
             print(message, file=sys.stderr, flush=True)
 
+    started = time.perf_counter()
     embedder = load_embedder(args.model)
+    model_load_s = time.perf_counter() - started
     tokenizer = Tokenizer()
-    result: dict = {"benchmark": "search", "model": embedder.name, "machine": _machine(), "versions": _versions()}
+    result: dict = {"benchmark": "search", "model": embedder.name, "model_load_s": round(model_load_s, 2),
+                    "machine": _machine(), "versions": _versions()}
     if not args.skip_embed:
         log("embedding speed: fp32 vs int8 …")
         speed = measure(model_dir=args.model)

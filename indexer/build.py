@@ -7,6 +7,7 @@ removed. Bad files are reported with a reason and skipped; the run goes on.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +108,18 @@ def prepare(path: Path, file_hash: str, csv_row: dict, tokenizer: Tokenizer) -> 
 
 def passage_for_embedding(record: DocumentRecord, span) -> str:
     """The title travels with every chunk: a bare article (“第五条 …”) says little about its subject."""
-    return f"{record.meta.get('title', '')}\n{span.text_of(record.text)}"
+    return embedding_text(record.meta.get("title", ""), span.text_of(record.text))
+
+
+_LEADING_ARTICLE_RE = re.compile(r"^\s*第[一二三四五六七八九十百千零〇两\d]+条(?:之[一二三四五六七八九十]+)?\s*")
+
+
+def embedding_text(title: str, text: str) -> str:
+    """Title, newline, text without its leading 第X条 label: the number is noise to the
+    embedding model (stard-mini dense nDCG@10 0.697 → 0.729) and is matched exactly by
+    the keyword side anyway."""
+    body = _LEADING_ARTICLE_RE.sub("", text, count=1) or text
+    return f"{title}\n{body}"
 
 
 def store_records(store: Store, embedder: Embedder, records: list[DocumentRecord], show_progress: bool = False) -> int:

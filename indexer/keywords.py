@@ -33,6 +33,8 @@ RESOURCES = Path(__file__).resolve().parent / "resources"
 USER_DICT = RESOURCES / "userdict.txt"
 STOP_WORDS_FILE = RESOURCES / "stopwords.txt"
 COLLOQUIAL_FILE = RESOURCES / "colloquial.txt"
+SYNONYMS_FILE = RESOURCES / "synonyms.txt"
+EXPANSION_WEIGHT = 0.5  # an official word found through a lay word counts half
 TOKENIZER_VERSION = "3"  # bump when tokenize() changes what it emits
 UNIGRAM, BIGRAM = "\u00b7", "\u00a7"  # prefixes of character grams (never inside a jieba word)
 _ARTICLE_NO_RE = re.compile(r"第[一二三四五六七八九十百千零〇两\d]+条(?:之[一二三四五六七八九十]+)?")
@@ -65,6 +67,18 @@ def strip_colloquial(query: str) -> str:
     return text if _KEEP_RE.search(text) else query
 
 
+def read_synonyms(paths: Sequence[Path]) -> dict[str, list[str]]:
+    """lay word → official words, from files of `lay official official …` lines (later files add)."""
+    table: dict[str, list[str]] = {}
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").split("\n"):
+            parts = line.split()
+            if len(parts) >= 2 and not parts[0].startswith("#"):
+                table.setdefault(parts[0], [])
+                table[parts[0]] += [w for w in parts[1:] if w not in table[parts[0]]]
+    return table
+
+
 def doc_number_tokens(raw: str) -> list[str]:
     """A 文号 as exact tokens. The agency code's start is not marked in running text
     (“根据青政发〔2023〕15号”), so emit the year+serial and each 2–6 character code suffix."""
@@ -93,6 +107,9 @@ class Tokenizer:
             self._jieba.load_userdict(str(path))
         self.char_grams = char_grams
         self._stop = stop_words()
+        self.synonym_files = [SYNONYMS_FILE, *[Path(p).parent / "synonyms.txt" for p in extra_dicts
+                                               if (Path(p).parent / "synonyms.txt").is_file()]]
+        self.synonyms = read_synonyms(self.synonym_files)
 
     @property
     def fingerprint(self) -> str:
@@ -101,7 +118,6 @@ class Tokenizer:
         for path in self.dict_files:
             digest.update(path.read_bytes())
         digest.update(STOP_WORDS_FILE.read_bytes())
-        digest.update(COLLOQUIAL_FILE.read_bytes())
         return digest.hexdigest()[:12]
 
     def tokenize_passage(self, text: str, title: str = "") -> list[str]:
@@ -111,6 +127,16 @@ class Tokenizer:
     def tokenize_query(self, query: str) -> list[str]:
         """Tokens of a query after removing conversational framing."""
         return self.tokenize(strip_colloquial(query))
+
+    def expand_query(self, query: str) -> list[str]:
+        """Tokens of the official words for lay words in the query (老婆 → 配偶), not already asked for."""
+        core = strip_colloquial(query)
+        words = {w for w in self._jieba.cut(core)}
+        extra: list[str] = []
+        for lay, official in self.synonyms.items():
+            if lay in words or (len(lay) > 1 and lay in core):
+                extra += [w for w in official if w not in core]
+        return self.tokenize(" ".join(extra)) if extra else []
 
     def tokenize(self, text: str) -> list[str]:
         tokens = [t for m in DOC_NUMBER_RE.findall(text) for t in doc_number_tokens(m)]
@@ -202,40 +228,47 @@ class KeywordIndex:
         n = len(self.ids)
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
-    def scores(self, query_tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def scores(self, query_tokens: Sequence[str], expansion: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
         """(BM25 score, word coverage) of every indexed chunk, in row order of `ids`.
 
         Repeated query tokens count once per occurrence, as in BM25 over the query
-        bag. Coverage only counts words (not character grams): a query whose words
-        the corpus never uses has low coverage everywhere, whatever characters match.
+        bag; `expansion` tokens (official words for lay ones) add `EXPANSION_WEIGHT`
+        each. Coverage only counts the query's own words (not character grams): a
+        query whose words the corpus never uses has low coverage everywhere,
+        whatever characters match.
         """
         n = len(self.ids)
         scores = np.zeros(n, dtype=np.float32)
         matched = np.zeros(n, dtype=np.float32)
         if not n or self._indptr is None:
             return scores, matched
-        counts: dict[str, int] = {}
+        counts: dict[str, float] = {}
         for token in query_tokens:
-            counts[token] = counts.get(token, 0) + 1
+            counts[token] = counts.get(token, 0.0) + 1.0
+        own = set(counts)
+        for token in expansion:
+            counts[token] = counts.get(token, 0.0) + EXPANSION_WEIGHT
         word_mass = 0.0
         for token, count in counts.items():
+            counted = token in own and is_word(token)
             tid = self._vocab.get(token)
             df = 0 if tid is None else int(self._indptr[tid + 1] - self._indptr[tid])
-            if is_word(token):
+            if counted:
                 word_mass += self._idf(df)
             if tid is None or not df or (not is_word(token) and df > self.max_gram_share * n):
                 continue
             lo, hi = self._indptr[tid], self._indptr[tid + 1]
             rows = self._indices[lo:hi]
             scores[rows] += count * self._data[lo:hi]
-            if is_word(token):
+            if counted:
                 matched[rows] += self._idf(df)
         coverage = matched / word_mass if word_mass else matched
         return scores, coverage
 
-    def search(self, query_tokens: Sequence[str], k: int, allowed: np.ndarray | None = None) -> KeywordResult:
+    def search(self, query_tokens: Sequence[str], k: int, allowed: np.ndarray | None = None,
+               expansion: Sequence[str] = ()) -> KeywordResult:
         """Top-k chunks with score > 0; `allowed` is a boolean row mask (filters)."""
-        return self.top(*self.scores(query_tokens), k, allowed)
+        return self.top(*self.scores(query_tokens, expansion), k, allowed)
 
     def top(self, scores: np.ndarray, coverage: np.ndarray, k: int, allowed: np.ndarray | None = None
             ) -> KeywordResult:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from indexer.build import embedding_text
 from indexer.chunking import ChunkSpan
 from indexer.embedding import Embedder
 from indexer.errors import InvalidQuery, KBError
@@ -35,7 +36,7 @@ from indexer.store import DocumentRecord, Store
 
 from .search import MODES, Searcher
 
-EVAL_FORMAT = 1  # bump when what is stored per passage (text, title, chunking) changes
+EVAL_FORMAT = 2  # bump when what is stored per passage (text, title, chunking) changes
 METRIC_KEYS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 RUN_DEPTH = 100
 _BUILD_BATCH = 256
@@ -212,7 +213,7 @@ def ensure_index(bench: Bench, embedder: Embedder, tokenizer: Tokenizer, cache_r
             progress(done, len(bench.corpus))
         for start in range(0, len(todo), _BUILD_BATCH):
             batch = [_record(d, *bench.corpus[d], tokenizer) for d in todo[start:start + _BUILD_BATCH]]
-            passages = [f"{r.meta['title']}\n{r.text}" for r in batch]
+            passages = [embedding_text(r.meta["title"], r.text) for r in batch]
             store.put_documents(batch, embedder.embed_passages(passages))
             done += len(batch)
             if progress:

@@ -170,6 +170,7 @@ class QueryPlan:
     text: str
     keyword_tokens: list[str]
     kind: str  # "keywords" (a few terms, jargon) or "question" (a sentence in the asker's words)
+    expansion: list[str] = field(default_factory=list)  # official words for the query's lay words
 
 
 def query_kind(query: str) -> str:
@@ -198,7 +199,7 @@ class Searcher:
                  fusion: str = "combsum", rrf_k: int = 60, keyword_weight: float | None = None,
                  dense_weight: float | None = None, min_dense_score: float | None = None,
                  confident_dense_score: float | None = None, min_coverage: float = 0.3,
-                 strong_coverage: float = 0.5):
+                 strong_coverage: float = 0.5, expand: bool = True):
         if fusion not in FUSIONS:
             raise InvalidQuery(f"未知融合方式 {fusion}", hint="可选 " + " / ".join(FUSIONS))
         self.store = store
@@ -216,6 +217,7 @@ class Searcher:
                                       else float(confident_dense_score))
         self.min_coverage = min_coverage
         self.strong_coverage = strong_coverage
+        self.expand = expand
 
     def settings(self) -> dict:
         """The knobs in force, for stamping eval reports and benchmarks."""
@@ -238,7 +240,8 @@ class Searcher:
         tokens = self.tokenizer.tokenize_query(query)
         if not any(is_word(t) for t in tokens):
             raise InvalidQuery("检索词只包含停用词或标点（如“的、是、怎么”）", hint="加上具体的主题词，例如：养老服务 补贴")
-        return QueryPlan(text=query, keyword_tokens=tokens, kind=query_kind(query))
+        expansion = self.tokenizer.expand_query(query) if self.expand else []
+        return QueryPlan(text=query, keyword_tokens=tokens, kind=query_kind(query), expansion=expansion)
 
     def weights(self, plan: QueryPlan) -> tuple[float, float]:
         """(keyword, dense) weights: configured ones win, otherwise by query kind."""
@@ -296,7 +299,7 @@ class Searcher:
             return []
         # Both sides always run: the mode decides the ranking, but whether the corpus
         # answers the query at all is judged on all the evidence (see `_rank`).
-        full_scores = self.keyword_index.scores(plan.keyword_tokens)
+        full_scores = self.keyword_index.scores(plan.keyword_tokens, plan.expansion)
         mask = self.keyword_index.rows_for(allowed) if allowed is not None else None
         keyword = self.keyword_index.top(*full_scores, CANDIDATES, mask)
         dn_ids, dn_scores, vector = self._dense(plan, CANDIDATES, allowed)

@@ -83,3 +83,25 @@ def test_unknown_terms_give_no_scores(tokenizer):
     index = KeywordIndex.build([tokenizer.tokenize("老年助餐")], [1])
     scores, coverage = index.scores(["火星探测器"])
     assert np.all(scores == 0) and np.all(coverage == 0)
+
+
+def test_lay_words_expand_to_official_ones(tokenizer):
+    extra = tokenizer.expand_query("老人吃饭有补贴吗")
+    assert "老年人" in extra and "助餐" in extra
+    assert tokenizer.expand_query("告知义务") == []  # one-character lay words only as whole words
+    assert tokenizer.expand_query("老年助餐") == []
+
+
+def test_knowledge_base_synonyms_file_adds_groups(tmp_path):
+    (tmp_path / "synonyms.txt").write_text("茶叶 白茶 茶产业\n", encoding="utf-8")
+    local = Tokenizer(extra_dicts=[tmp_path / "userdict.txt"])
+    assert "白茶" in local.expand_query("茶叶品牌")
+
+
+def test_expansion_counts_half_and_not_toward_coverage(tokenizer):
+    index = KeywordIndex.build([tokenizer.tokenize("配偶的债务"), tokenizer.tokenize("老婆饼的做法")], [1, 2])
+    query = tokenizer.tokenize_query("老婆")
+    plain, _ = index.scores(query)
+    expanded, coverage = index.scores(query, tokenizer.expand_query("老婆"))
+    assert plain[0] == 0 and 0 < expanded[0] < expanded[1]
+    assert coverage[0] == 0
