@@ -9,7 +9,7 @@ export KB_HOME
 
 .PHONY: setup run index lab test test-fast bench screenshots clean
 
-setup: $(VENV)/.installed $(MODEL_DIR)/.complete
+setup: $(VENV)/.installed $(MODEL_DIR)/kb_model.json
 	@bash scripts/system_deps.sh
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	@touch $@
 
-$(MODEL_DIR)/.complete: $(VENV)/.installed
+$(MODEL_DIR)/kb_model.json: $(VENV)/.installed
 	$(BIN)/python -m indexer.model_setup --out $(MODEL_DIR)
 
 index: setup

@@ -133,9 +133,11 @@ def _load_pdf(path: Path) -> LoadedText:
         chunk = normalise(_join_wrapped_lines(page_text))
         if not chunk:
             continue
-        if text:
-            text += "\n"
         start = len(text)
+        # a paragraph running over the page break continues on the same line
+        if text and (text.endswith(tuple(_SENTENCE_END)) or _STRUCTURE_START.match(chunk)):
+            text += "\n"
+            start += 1
         text += chunk
         pages.append((number, start, len(text)))
     if not text.strip():

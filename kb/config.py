@@ -27,7 +27,7 @@ class Settings:
     rrf_k: int = 60
     keyword_weight: float | None = None  # None: chosen per query (kb.search.QUERY_WEIGHTS)
     dense_weight: float | None = None
-    min_score: float = 0.0
+    min_dense_score: float | None = None  # None: the model's default floor (kb.search)
     extra: dict = field(default_factory=dict)
 
     @classmethod
