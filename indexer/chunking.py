@@ -139,6 +139,13 @@ def _paragraph_pack(text, lines, max_chars, min_chars, label_prefix) -> list[Chu
     return chunks
 
 
+def section_title(line: str, limit: int = 24) -> str:
+    """“（七）建立补助机制。各地要……” → “（七）建立补助机制”: a heading line often runs into its text."""
+    line = line.strip()
+    head = re.split(r"[。；：:！？]", line, maxsplit=1)[0]
+    return head if len(head) <= limit else head[:limit].rstrip("，、 ") + "…"
+
+
 def _sections(text, lines, max_chars) -> list[ChunkSpan]:
     chunks: list[ChunkSpan] = []
     starts = [i for i, (s, e) in enumerate(lines) if _SECTION_RE.match(text[s:e])]
@@ -148,8 +155,7 @@ def _sections(text, lines, max_chars) -> list[ChunkSpan]:
     bounds = starts + [len(lines)]
     for a, b in zip(bounds, bounds[1:]):
         s, e = lines[a]
-        heading = text[s:e].strip()
-        title = heading if len(heading) <= 30 else heading[:30].rstrip() + "…"
+        title = section_title(text[s:e])
         chunks += _paragraph_pack(text, lines[a:b], max_chars, DEFAULT_MIN_CHARS, title)
     return chunks
 

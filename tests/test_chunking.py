@@ -49,3 +49,8 @@ def test_pages_are_assigned_from_offsets():
 
 def test_content_hash_depends_only_on_text():
     assert content_hash("第一条") == content_hash("第一条") != content_hash("第二条")
+
+
+def test_section_heading_running_into_its_text_is_cut_at_the_first_sentence():
+    text = "标题\n（七）建立补助机制。各地要综合考虑经济发展水平。\n（八）加强监管。严格食品安全。"
+    assert [c.label for c in chunk_text(text)] == ["第1段", "（七）建立补助机制", "（八）加强监管"]
