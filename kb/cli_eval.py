@@ -12,7 +12,7 @@ from pathlib import Path
 from indexer.embedding import load_embedder
 
 from .config import Settings
-from .evaluation import evaluate, stderr_progress
+from .evaluation import evaluate, load_bench, stderr_progress
 from .search import FUSIONS, MODES
 
 
@@ -29,11 +29,12 @@ def register(subparsers, common) -> None:
 
 
 def cmd_eval(args) -> int:
+    bench = load_bench(args.bench_dir)  # check the folder before the model takes seconds to load
     settings = Settings.load(args.home, model=args.model)
     embedder = load_embedder(settings.model)
     options = {"fusion": args.fusion or settings.fusion, "rrf_k": settings.rrf_k,
                "keyword_weight": settings.keyword_weight, "dense_weight": settings.dense_weight}
-    report = evaluate(args.bench_dir, embedder, mode=args.mode, cache_root=args.cache, searcher_options=options,
+    report = evaluate(bench, embedder, mode=args.mode, cache_root=args.cache, searcher_options=options,
                       run_path=args.run_file, progress=None if args.json else stderr_progress("建立评测索引"))
     for qid, reason in report.failed_queries.items():
         print(f"问题 {qid} 无法检索，按零分计：{reason}", file=sys.stderr)

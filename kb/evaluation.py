@@ -255,13 +255,13 @@ def run_queries(searcher: Searcher, bench: Bench, mode: str, depth: int = RUN_DE
     return run, failed
 
 
-def evaluate(bench_dir: str | os.PathLike, embedder: Embedder, *, mode: str = "hybrid",
+def evaluate(bench_dir: str | os.PathLike | Bench, embedder: Embedder, *, mode: str = "hybrid",
              cache_root: Path | None = None, searcher_options: dict | None = None,
              run_path: Path | None = None, progress: Callable[[int, int], None] | None = None) -> EvalReport:
     """Build or reuse the cached index of `bench_dir`, run its queries in `mode`, score them."""
     if mode not in MODES:
         raise BenchError(f"未知检索方式 {mode}", hint="可选 " + " / ".join(MODES))
-    bench = load_bench(bench_dir)
+    bench = bench_dir if isinstance(bench_dir, Bench) else load_bench(bench_dir)
     extra = [bench.folder / "userdict.txt"]
     tokenizer = Tokenizer(extra_dicts=extra)
     started = time.perf_counter()

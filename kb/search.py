@@ -64,7 +64,7 @@ def calibration_for(model_name: str) -> DenseCalibration:
     if model_name.startswith("hashing"):
         return DenseCalibration(0.15, 0.5)
     if "e5" in model_name.lower():
-        return DenseCalibration(0.80, 0.875)
+        return DenseCalibration(0.80, 0.88)
     return DenseCalibration(0.30, 0.60)  # bge/m3-style models spread cosines wider
 
 

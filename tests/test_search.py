@@ -138,3 +138,15 @@ def test_cli_weak_hits_are_marked(kb, capsys):
     main(["search", "量子计算机芯片散热设计", "--home", str(kb.home)])
     out = capsys.readouterr().out
     assert "没有找到" in out or "弱相关" in out
+
+
+def test_approximate_index_beyond_the_exact_limit_is_recorded_and_searchable(mini_corpus, kb_home, monkeypatch):
+    import indexer.store as store_mod
+
+    monkeypatch.setattr(store_mod, "EXACT_SEARCH_LIMIT", 3)
+    base = KnowledgeBase(kb_home)
+    base.index([mini_corpus])
+    assert base.store.read_manifest()["dense_index"] == "hnsw32"
+    assert base.search("老年助餐补贴")[0].title == "青溪市社区助餐服务办法"
+    assert base.searcher.settings()["dense_index"] == "hnsw32"
+    base.close()
