@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -152,11 +153,14 @@ class _OnnxEncoder:
         self.tokenizer.enable_truncation(max_length=min(int(max_len), 512))
         self.tokenizer.no_padding()
 
+        # Texts run in parallel, one single-threaded inference per core: no
+        # per-operator thread hand-offs, and no busy-waiting threads fighting
+        # other programs for the cores. `InferenceSession.run` is thread-safe.
+        self.workers = _cpu_count()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = _cpu_count()
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Busy-waiting threads steal the core from whoever else runs on a small box.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path / ONNX_INT8_PATH), options,
                                             providers=["CPUExecutionProvider"])
@@ -169,13 +173,14 @@ class _OnnxEncoder:
         # depend on its neighbours (and on padding). Single texts also skip
         # padding altogether and measured fastest on 2 cores.
         prefix = self.prompts.get(prompt_name, "")
-        encodings = self.tokenizer.encode_batch([prefix + t for t in texts])
+        ids = [e.ids for e in self.tokenizer.encode_batch([prefix + t for t in texts])]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         bar = _progress(len(texts), show_progress)
-        for row, encoding in enumerate(encodings):
-            out[row] = self._run(encoding.ids)
-            if bar is not None:
-                bar.update(1)
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(ids))) as pool:
+            for row, vector in enumerate(pool.map(self._run, ids)):
+                out[row] = vector
+                if bar is not None:
+                    bar.update(1)
         if bar is not None:
             bar.close()
         return out
