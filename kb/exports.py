@@ -426,7 +426,7 @@ def render_html(d: Dossier) -> str:
     e = html.escape
     out = ["<!DOCTYPE html>", '<html lang="zh-CN"><head><meta charset="utf-8">',
            f"<title>{e(d.topic_title)} · {e(d.title)}</title>",
-           f'<meta name="generator" content="协商研究助手">',
+           '<meta name="generator" content="协商研究助手">',
            f'<meta name="kb-stamp" content="{e(" | ".join(d.stamp_lines))}">',
            f"<style>{_CSS}</style></head><body>",
            '<section class="cover">', '<div class="secret">内部资料　注意保存</div>',

@@ -1,7 +1,6 @@
 """Shared fixtures: a tiny Chinese corpus written for the tests, and a fake embedder."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -42,6 +41,15 @@ CASE = """南塘港公铁水联运模式
 三、成效
 物流成本下降百分之十二。
 """
+
+
+def run_cli(capsys, *argv):
+    """Run `kb ARGV` in-process: (exit code, stdout, stderr)."""
+    from kb.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.fixture

@@ -369,7 +369,7 @@ def test_import_reports_bad_rows_and_unreadable_files(expert, doc_id, tmp_path):
 def test_note_html_escapes_every_user_string():
     evil = "<script>alert(1)</script>"
     note = Annotation(note_id="n1", doc_id="d1", quote=f"<b>原文</b>{evil}", start=0, end=5,
-                      author=f"<img src=x onerror=alert(2)>", author_role="expert", stance="质疑",
+                      author="<img src=x onerror=alert(2)>", author_role="expert", stance="质疑",
                       text=f"意见 {evil}\n第二行 & <a href='javascript:x'>链接</a>", created="2025-01-01T00:00:00",
                       replies=[Reply("r1", "n1", "张委员", "member", f"回复{evil}", "2025-01-02T00:00:00")])
     out = note_html(note)

@@ -5,18 +5,13 @@ import re
 import pytest
 
 from kb import audit
-from kb.cli import main
 from kb.errors import InvalidNote
 from kb.knowledge_base import KnowledgeBase
 from kb.roles import User
 
+from .conftest import run_cli as run
+
 QUOTE = "第四条 助餐点应当严格落实食品安全责任"
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

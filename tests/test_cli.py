@@ -5,15 +5,8 @@ import sys
 
 import pytest
 
-from kb.cli import main
 
-from .conftest import REPO
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from .conftest import REPO, run_cli as run
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import json
 import re
 import shlex
 
-import pytest
 
 from kb.cli import build_parser, main
 from kb.config import Settings

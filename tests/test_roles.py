@@ -3,18 +3,13 @@ import json
 
 import pytest
 
-from kb.cli import main
 from kb.errors import PermissionDenied
 from kb.knowledge_base import KnowledgeBase
 from kb.roles import User
 
+from .conftest import run_cli as run
+
 QUOTE = "第三条 对八十周岁以上老年人每餐补贴三元"
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
