@@ -40,6 +40,7 @@ from .citations import Citation
 
 MODES = ("hybrid", "keyword", "dense")
 FUSIONS = ("combsum", "rrf")
+SUPERSEDED_FACTOR = 0.8
 MAX_QUERY_CHARS = 2000
 CANDIDATES = 100
 MAX_WEAK_ONLY = 3
@@ -354,12 +355,25 @@ class Searcher:
             if relevant:
                 c.strong = c.coverage >= self.min_coverage or dense >= self.confident_dense_score
                 kept.append(c)
+        self._demote_superseded(kept)
         kept.sort(key=lambda c: -c.score)
         if not self.answered(pool.values()):
             kept = kept[:MAX_WEAK_ONLY]
             for c in kept:
                 c.strong = False
         return kept
+
+    def _demote_superseded(self, cands: list[Candidate]) -> None:
+        """An amended or repealed text ranks below the text in force that says the same thing."""
+        if not cands:
+            return
+        ids = [c.chunk_id for c in cands]
+        superseded = {r[0] for r in self.store.conn.execute(
+            "SELECT c.chunk_id FROM chunks c JOIN documents d USING(doc_id) WHERE d.validity != 'in_force' "
+            f"AND c.chunk_id IN ({','.join('?' * len(ids))})", ids)}
+        for c in cands:
+            if c.chunk_id in superseded:
+                c.score *= SUPERSEDED_FACTOR
 
     def answered(self, pool) -> bool:
         """Does the corpus speak to this query at all? Most of its words in one chunk, or a confident cosine."""

@@ -150,3 +150,16 @@ def test_approximate_index_beyond_the_exact_limit_is_recorded_and_searchable(min
     assert base.search("老年助餐补贴")[0].title == "青溪市社区助餐服务办法"
     assert base.searcher.settings()["dense_index"] == "hnsw32"
     base.close()
+
+
+def test_amended_text_ranks_below_the_text_in_force(kb, mini_corpus):
+    from .conftest import REGULATION
+
+    old = (REGULATION.replace("青政发〔2023〕15号", "青政发〔2019〕3号").replace("现行有效", "已修订")
+           .replace("每餐补贴三元", "每餐补贴二元"))
+    (mini_corpus / "旧版助餐办法.txt").write_text(old.replace("青溪市社区助餐服务办法", "青溪市社区助餐服务暂行办法"),
+                                                encoding="utf-8")
+    kb.index([mini_corpus])
+    hits = [h for h in kb.search("八十周岁以上老年人每餐补贴", top_k=5) if "第三条" in h.label]
+    assert [h.citation.validity for h in hits[:2]] == ["in_force", "amended"]
+    assert hits[0].score > hits[1].score
