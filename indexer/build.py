@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from . import metadata as meta_mod
 from .chunking import chunk_text
@@ -102,7 +102,7 @@ def prepare(path: Path, file_hash: str, csv_row: dict, tokenizer: Tokenizer) -> 
     source = str(path)
     record = DocumentRecord(doc_id=doc_id_for(source), source=source, file_hash=file_hash, text=loaded.text,
                             meta=meta, chunks=spans, pages=loaded.pages, encoding=loaded.encoding)
-    record.tokens = [tokenizer.tokenize(f"{meta['title']} {span.text_of(loaded.text)}") for span in spans]
+    record.tokens = [tokenizer.tokenize_passage(span.text_of(loaded.text), meta["title"]) for span in spans]
     return record
 
 
@@ -203,29 +203,11 @@ def index_paths(store: Store, embedder: Embedder, paths: Sequence[str | Path], *
     return report
 
 
-def index_records(store: Store, embedder: Embedder, records: Iterable[DocumentRecord],
-                  tokenizer: Tokenizer, batch_chunks: int = 1024, show_progress: bool = False) -> int:
-    """Store already prepared records (used for benchmark corpora) and publish once."""
-    total, batch = 0, []
-    with store.write_lock():
-        store.check_model(embedder.name, embedder.dim)
-        store.set_setting("tokenizer", tokenizer.fingerprint)
-        for record in records:
-            batch.append(record)
-            if sum(len(r.chunks) for r in batch) >= batch_chunks:
-                total += store_records(store, embedder, batch, show_progress)
-                batch = []
-        if batch:
-            total += store_records(store, embedder, batch, show_progress)
-        store.publish(embedder.name, embedder.dim, tokenizer.fingerprint, KeywordIndex.build)
-    return total
-
-
 def rebuild_tokens(store: Store, tokenizer: Tokenizer) -> None:
     """Re-segment every chunk after a dictionary change (no re-embedding needed)."""
     rows = store.conn.execute(
         "SELECT c.chunk_id, c.start, c.end, d.title, d.text FROM chunks c JOIN documents d USING(doc_id)").fetchall()
     with store.transaction() as conn:
         for r in rows:
-            tokens = tokenizer.tokenize(f"{r['title']} {r['text'][r['start']:r['end']]}")
+            tokens = tokenizer.tokenize_passage(r["text"][r["start"]:r["end"]], r["title"])
             conn.execute("UPDATE chunks SET tokens=? WHERE chunk_id=?", (" ".join(tokens), r["chunk_id"]))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from indexer.build import embedding_text
+from indexer.build import store_records
 from indexer.chunking import ChunkSpan
 from indexer.embedding import Embedder
 from indexer.errors import InvalidQuery, KBError
@@ -213,8 +213,7 @@ def ensure_index(bench: Bench, embedder: Embedder, tokenizer: Tokenizer, cache_r
             progress(done, len(bench.corpus))
         for start in range(0, len(todo), _BUILD_BATCH):
             batch = [_record(d, *bench.corpus[d], tokenizer) for d in todo[start:start + _BUILD_BATCH]]
-            passages = [embedding_text(r.meta["title"], r.text) for r in batch]
-            store.put_documents(batch, embedder.embed_passages(passages))
+            store_records(store, embedder, batch)
             done += len(batch)
             if progress:
                 progress(done, len(bench.corpus))
