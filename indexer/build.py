@@ -7,14 +7,15 @@ removed. Bad files are reported with a reason and skipped; the run goes on.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from . import metadata as meta_mod
-from .chunking import chunk_text
+from .chunking import ARTICLE_LABEL_RE, chunk_text, sentence_spans
 from .embedding import Embedder
 from .errors import KBError, LoadError
 from .keywords import KeywordIndex, Tokenizer
@@ -33,6 +34,7 @@ class IndexReport:
     unchanged: int = 0
     removed: int = 0
     chunks_embedded: int = 0
+    sentences_filled: int = 0  # chunks of earlier runs whose sentence vectors were computed now
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     seconds: float = 0.0
     manifest: dict = field(default_factory=dict)
@@ -106,28 +108,61 @@ def prepare(path: Path, file_hash: str, csv_row: dict, tokenizer: Tokenizer) -> 
     return record
 
 
-def passage_for_embedding(record: DocumentRecord, span) -> str:
-    """The title travels with every chunk: a bare article (“第五条 …”) says little about its subject."""
-    return embedding_text(record.meta.get("title", ""), span.text_of(record.text))
-
-
-_LEADING_ARTICLE_RE = re.compile(r"^\s*第[一二三四五六七八九十百千零〇两\d]+条(?:之[一二三四五六七八九十]+)?\s*")
-
-
 def embedding_text(title: str, text: str) -> str:
-    """Title, newline, text without its leading 第X条 label: the number is noise to the
+    """The title travels with every chunk, since a bare article (“第五条 …”) says little
+    about its subject. Title, newline, text without its leading 第X条 label: the number is noise to the
     embedding model (stard-mini dense nDCG@10 0.697 → 0.729) and is matched exactly by
     the keyword side anyway."""
-    body = _LEADING_ARTICLE_RE.sub("", text, count=1) or text
+    label = ARTICLE_LABEL_RE.match(text)
+    body = text[label.end():] if label and label.end() < len(text) else text
     return f"{title}\n{body}"
 
 
+def _embed_with_sentences(embedder: Embedder, items: list[tuple[str, str, int, int]], show_progress: bool = False):
+    """Embed chunks given as (title, document text, start, end), and each chunk's sentences.
+
+    Returns the chunk vectors and, per chunk, (sentence spans, sentence vectors);
+    everything goes to the model in one call, so its threads stay busy."""
+    passages, sentence_lists = [], []
+    for title, text, start, end in items:
+        passages.append(embedding_text(title, text[start:end]))
+        spans = sentence_spans(text, start, end)
+        sentence_lists.append(spans)
+        passages += [embedding_text(title, text[s:e]) for s, e in spans]
+    vectors = embedder.embed_passages(passages, show_progress=show_progress) if passages else \
+        np.zeros((0, embedder.dim), dtype=np.float32)
+    chunk_rows, sentences, row = [], [], 0
+    for spans in sentence_lists:
+        chunk_rows.append(row)
+        sentences.append((spans, vectors[row + 1:row + 1 + len(spans)]))
+        row += 1 + len(spans)
+    return vectors[chunk_rows], sentences
+
+
 def store_records(store: Store, embedder: Embedder, records: list[DocumentRecord], show_progress: bool = False) -> int:
-    """Embed the chunks of `records` and commit them in one transaction."""
-    passages = [passage_for_embedding(rec, span) for rec in records for span in rec.chunks]
-    vectors = embedder.embed_passages(passages, show_progress=show_progress)
-    store.put_documents(records, vectors)
-    return len(passages)
+    """Embed the chunks of `records` (and their sentences) and commit them in one transaction."""
+    items = [(rec.meta.get("title", ""), rec.text, span.start, span.end) for rec in records for span in rec.chunks]
+    vectors, sentences = _embed_with_sentences(embedder, items, show_progress)
+    store.put_documents(records, vectors, sentences)
+    return len(items)
+
+
+def fill_sentences(store: Store, embedder: Embedder, progress: Callable[[int, int], None] | None = None,
+                   batch: int | None = None) -> int:
+    """Compute the sentence vectors that are missing (a knowledge base from before they
+    existed, or a build cut short). Each batch commits on its own, so an interrupted
+    run resumes where it stopped. Returns the number of chunks filled."""
+    total = store.count_without_sentences()
+    done = 0
+    while True:
+        rows = store.chunks_without_sentences(batch or EMBED_BATCH_CHUNKS)
+        if not rows:
+            return done
+        _, sentences = _embed_with_sentences(embedder, [(r["title"], r["text"], r["start"], r["end"]) for r in rows])
+        store.put_sentences([(r["chunk_id"], spans, vecs) for r, (spans, vecs) in zip(rows, sentences)])
+        done += len(rows)
+        if progress:
+            progress(done, total)
 
 
 def index_paths(store: Store, embedder: Embedder, paths: Sequence[str | Path], *,
@@ -198,6 +233,7 @@ def index_paths(store: Store, embedder: Embedder, paths: Sequence[str | Path], *
                 if source not in present and any(Path(source).is_relative_to(root) for root in roots)
                 and not Path(source).exists()]
         report.removed = store.delete_documents(gone)
+        report.sentences_filled = fill_sentences(store, embedder)
         report.manifest = store.publish(embedder.name, embedder.dim, tokenizer.fingerprint, KeywordIndex.build)
     report.seconds = time.perf_counter() - started
     return report

@@ -14,11 +14,15 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-CHINESE_NUMERAL = r"[一二三四五六七八九十百零〇两\d]+"
+CHINESE_NUMERAL = r"[一二三四五六七八九十百千零〇两\d]+"
 _ARTICLE_RE = re.compile(rf"^第{CHINESE_NUMERAL}条")
 _CHAPTER_RE = re.compile(rf"^第{CHINESE_NUMERAL}[章节编]")
 _SECTION_RE = re.compile(r"^([一二三四五六七八九十]+、|（[一二三四五六七八九十]+）)")
 _SENTENCE_RE = re.compile(r"[^。！？；!?;\n]*[。！？；!?;]?")
+# A leading article number (“第五条 ”), matched at a given position (no ^: see `re.match` pos).
+ARTICLE_LABEL_RE = re.compile(rf"\s*第{CHINESE_NUMERAL}条(?:之[一二三四五六七八九十]+)?\s*")
+_CLAUSE_END_RE = re.compile(r"[。！？；!?;]")
+MIN_SENTENCE_CHARS = 6
 
 DEFAULT_MAX_CHARS = 500
 DEFAULT_MIN_CHARS = 120
@@ -37,6 +41,24 @@ class ChunkSpan:
 
 def content_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The sentences of the chunk `text[start:end]` (split after 。！？；, leading 第X条
+    dropped, pieces under `MIN_SENTENCE_CHARS` left out); [] when it holds fewer than two.
+
+    A chunk's vector averages all its sentences; a question usually asks about one
+    of them, so search also compares the question with each sentence (kb.search).
+    """
+    label = ARTICLE_LABEL_RE.match(text, start, end)
+    piece = label.end() if label else start
+    spans = []
+    for match in _CLAUSE_END_RE.finditer(text, piece, end):
+        spans.append(_trim(text, piece, match.end()))
+        piece = match.end()
+    spans.append(_trim(text, piece, end))
+    spans = [(s, e) for s, e in spans if len(re.sub(r"\s", "", text[s:e])) >= MIN_SENTENCE_CHARS]
+    return spans if len(spans) >= 2 else []
 
 
 def _lines(text: str) -> list[tuple[int, int]]:

@@ -18,7 +18,7 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".pdf", ".html", ".htm"}
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 _SENTENCE_END = "。！？；：…」』”）)】"
 _STRUCTURE_START = re.compile(
-    r"^(第[一二三四五六七八九十百零〇\d]+[章节条]|[一二三四五六七八九十]+、|（[一二三四五六七八九十]+）|\d+[.、．]|#"
+    r"^(第[一二三四五六七八九十百千零〇\d]+[章节条]|[一二三四五六七八九十]+、|（[一二三四五六七八九十]+）|\d+[.、．]|#"
     r"|[\u4e00-\u9fa5]{2,6}[：:])")  # the last: header lines such as 文号：…
 
 

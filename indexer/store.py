@@ -64,7 +64,9 @@ CREATE TABLE IF NOT EXISTS chunks (
     end INTEGER NOT NULL,
     content_hash TEXT NOT NULL,
     tokens TEXT NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    sentences TEXT,         -- JSON [[start, end], …] of its sentences; NULL: not computed yet
+    sentence_vectors BLOB   -- float16, one row per sentence; empty for one-sentence chunks
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -112,6 +114,13 @@ class DocumentRecord:
     encoding: str | None = None
 
 
+def _pack_sentences(spans: list, vectors: np.ndarray) -> tuple[str, bytes]:
+    """Spans as JSON, vectors as float16 bytes: half the size, and cosines stay within 1e-3."""
+    if not spans:
+        return "[]", b""
+    return json.dumps([list(s) for s in spans]), np.ascontiguousarray(vectors, dtype=np.float16).tobytes()
+
+
 class Store:
     """Open (or create) the knowledge-base folder `home`."""
 
@@ -121,6 +130,14 @@ class Store:
         self.db_path = self.home / DB_FILE
         self.conn = connect(self.db_path)
         self.conn.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Knowledge bases made before sentence vectors get the columns; `kb index` fills them."""
+        columns = {r["name"] for r in self.conn.execute("PRAGMA table_info(chunks)")}
+        for name, kind in (("sentences", "TEXT"), ("sentence_vectors", "BLOB")):
+            if name not in columns:
+                self.conn.execute(f"ALTER TABLE chunks ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.conn.close()
@@ -181,8 +198,12 @@ class Store:
         return {r["source"]: (r["doc_id"], r["file_hash"])
                 for r in self.conn.execute("SELECT source, doc_id, file_hash FROM documents")}
 
-    def put_documents(self, records: list[DocumentRecord], vectors: np.ndarray) -> None:
-        """Replace these documents and their chunks in one transaction."""
+    def put_documents(self, records: list[DocumentRecord], vectors: np.ndarray,
+                      sentences: list[tuple[list, np.ndarray]] | None = None) -> None:
+        """Replace these documents and their chunks in one transaction.
+
+        `sentences` holds (spans, vectors) per chunk, in chunk order; without it the
+        chunks' sentence vectors are left to `put_sentences` (NULL until then)."""
         from .chunking import content_hash
 
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -203,13 +224,44 @@ class Store:
                      json.dumps(m.get("extra", {}), ensure_ascii=False), rec.text,
                      json.dumps(rec.pages), rec.encoding, now))
                 for ordinal, (span, tokens) in enumerate(zip(rec.chunks, rec.tokens)):
+                    spans_json, blob = _pack_sentences(*sentences[row]) if sentences is not None else (None, None)
                     conn.execute(
-                        "INSERT INTO chunks(doc_id, ordinal, label, page, start, end, content_hash, tokens, vector)"
-                        " VALUES(?,?,?,?,?,?,?,?,?)",
+                        "INSERT INTO chunks(doc_id, ordinal, label, page, start, end, content_hash, tokens, vector,"
+                        " sentences, sentence_vectors) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                         (rec.doc_id, ordinal, span.label, span.page, span.start, span.end,
                          content_hash(rec.text[span.start:span.end]), " ".join(tokens),
-                         np.ascontiguousarray(vectors[row], dtype=np.float32).tobytes()))
+                         np.ascontiguousarray(vectors[row], dtype=np.float32).tobytes(), spans_json, blob))
                     row += 1
+
+    # -- sentence vectors -------------------------------------------------
+    def chunks_without_sentences(self, limit: int) -> list[sqlite3.Row]:
+        """Up to `limit` chunks whose sentence vectors are not computed yet, with their text and title."""
+        return self.conn.execute(
+            "SELECT c.chunk_id, c.start, c.end, d.title, substr(d.text, 1, c.end) AS text "
+            "FROM chunks c JOIN documents d USING(doc_id) WHERE c.sentences IS NULL LIMIT ?", (limit,)).fetchall()
+
+    def count_without_sentences(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM chunks WHERE sentences IS NULL").fetchone()[0]
+
+    def put_sentences(self, rows: list[tuple[int, list, np.ndarray]]) -> None:
+        """Store (chunk_id, spans, vectors) in one transaction."""
+        with self.transaction() as conn:
+            for chunk_id, spans, vectors in rows:
+                conn.execute("UPDATE chunks SET sentences=?, sentence_vectors=? WHERE chunk_id=?",
+                             (*_pack_sentences(spans, vectors), chunk_id))
+
+    def sentence_vectors(self, chunk_ids: Iterable[int], dim: int) -> dict[int, tuple[list, np.ndarray]]:
+        """chunk_id → (sentence spans, float32 vectors) for chunks that have two or more sentences."""
+        ids = [int(c) for c in chunk_ids]
+        out = {}
+        if not ids:
+            return out
+        for r in self.conn.execute(
+                "SELECT chunk_id, sentences, sentence_vectors FROM chunks WHERE sentence_vectors IS NOT NULL "
+                f"AND length(sentence_vectors) > 0 AND chunk_id IN ({','.join('?' * len(ids))})", ids):
+            vectors = np.frombuffer(r["sentence_vectors"], dtype=np.float16).astype(np.float32).reshape(-1, dim)
+            out[r["chunk_id"]] = ([tuple(s) for s in json.loads(r["sentences"])], vectors)
+        return out
 
     def delete_documents(self, doc_ids: Iterable[str]) -> int:
         doc_ids = list(doc_ids)

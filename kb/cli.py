@@ -88,6 +88,8 @@ def cmd_search(args) -> int:
         print(f"[{n}] {hit.title} · {DOC_TYPES.get(hit.doc_type, hit.doc_type)} · {hit.label}{weak}  得分 {hit.score:.4f}")
         snippet = hit.text.replace("\n", " ")
         print(f"    {snippet[:160]}{'…' if len(snippet) > 160 else ''}")
+        if hit.focus_text() and len(snippet) > 80:
+            print(f"    最贴切的一句：{hit.focus_text()}")
         print(f"    出处：{hit.citation.formatted()}  [doc_id {hit.doc_id}，字符 {hit.start}–{hit.end}]")
     return EXIT_OK
 

@@ -28,6 +28,7 @@ class Settings:
     keyword_weight: float | None = None  # None: chosen per query (kb.search.QUERY_WEIGHTS)
     dense_weight: float | None = None
     min_dense_score: float | None = None  # None: the model's default floor (kb.search)
+    sentence_weight: float = 1.0  # best-sentence evidence in hybrid ranking; 0 turns it off
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from indexer.build import store_records
+from indexer.build import fill_sentences, store_records
 from indexer.chunking import ChunkSpan
 from indexer.embedding import Embedder
 from indexer.errors import InvalidQuery, KBError
@@ -199,7 +199,7 @@ def ensure_index(bench: Bench, embedder: Embedder, tokenizer: Tokenizer, cache_r
     stored = {doc_id for doc_id, _ in store.file_hashes().values()}
     manifest = store.read_manifest()
     complete = manifest is not None and manifest["counts"]["documents"] == len(bench.corpus) and \
-        len(stored) == len(bench.corpus)
+        len(stored) == len(bench.corpus) and store.count_without_sentences() == 0
     if complete and manifest["keyword"]["fingerprint"] == tokenizer.fingerprint:
         return store
     with store.write_lock(wait=3600):
@@ -217,6 +217,7 @@ def ensure_index(bench: Bench, embedder: Embedder, tokenizer: Tokenizer, cache_r
             done += len(batch)
             if progress:
                 progress(done, len(bench.corpus))
+        fill_sentences(store, embedder, progress)  # a cache from before sentence vectors
         store.publish(embedder.name, embedder.dim, tokenizer.fingerprint, KeywordIndex.build)
     return store
 

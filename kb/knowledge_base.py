@@ -54,7 +54,7 @@ class KnowledgeBase:
             s = self.settings
             self._searcher = Searcher(self.store, self.embedder, self.tokenizer, fusion=s.fusion, rrf_k=s.rrf_k,
                                       keyword_weight=s.keyword_weight, dense_weight=s.dense_weight,
-                                      min_dense_score=s.min_dense_score)
+                                      min_dense_score=s.min_dense_score, sentence_weight=s.sentence_weight)
             self._searcher_generation = manifest.get("generation")
         return self._searcher
 

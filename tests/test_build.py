@@ -176,3 +176,60 @@ def test_index_built_with_one_model_refuses_another(mini_corpus, kb_home, tokeni
     report = index_paths(Store(kb_home), HashingEmbedder(32), [mini_corpus], tokenizer=tokenizer, rebuild=True)
     assert report.added == 3
     assert KnowledgeBase(kb_home, embedder=HashingEmbedder(32)).search("助餐")
+
+
+def test_every_chunk_gets_its_sentence_vectors(mini_corpus, kb_home, embedder, tokenizer):
+    store = Store(kb_home)
+    index_paths(store, embedder, [mini_corpus], tokenizer=tokenizer)
+    assert store.count_without_sentences() == 0
+    rows = store.conn.execute(
+        "SELECT c.chunk_id, c.start, c.end, c.sentences, d.text FROM chunks c JOIN documents d USING(doc_id)").fetchall()
+    multi = [r for r in rows if json.loads(r["sentences"])]
+    assert multi and len(multi) < len(rows)  # one-sentence chunks store no extra vectors
+    found = store.sentence_vectors([r["chunk_id"] for r in multi], embedder.dim)
+    for r in multi:
+        spans, vectors = found[r["chunk_id"]]
+        assert len(spans) >= 2 and vectors.shape == (len(spans), embedder.dim)
+        assert all(r["start"] <= s < e <= r["end"] for s, e in spans)
+        title = store.conn.execute("SELECT title FROM chunks JOIN documents USING(doc_id) WHERE chunk_id=?",
+                                   (r["chunk_id"],)).fetchone()[0]
+        s, e = spans[0]
+        expected = embedder.embed_passages([f"{title}\n{r['text'][s:e]}"])[0]
+        assert float(vectors[0] @ expected) > 0.999  # float16 storage keeps the cosine
+
+
+def _drop_sentence_columns(db_path):
+    """Turn a knowledge base into one made before sentence vectors existed."""
+    import sqlite3
+    conn = sqlite3.connect(db_path)
+    conn.execute("ALTER TABLE chunks DROP COLUMN sentences")
+    conn.execute("ALTER TABLE chunks DROP COLUMN sentence_vectors")
+    conn.commit()
+    conn.close()
+
+
+def test_knowledge_base_from_before_sentence_vectors_is_upgraded_in_place(mini_corpus, kb_home, embedder, tokenizer):
+    store = Store(kb_home)
+    index_paths(store, embedder, [mini_corpus], tokenizer=tokenizer)
+    chunks = chunk_count(store)
+    store.close()
+    _drop_sentence_columns(kb_home / "kb.sqlite")
+    store = Store(kb_home)  # adds the columns back, empty
+    assert store.count_without_sentences() == chunks
+    KnowledgeBase(kb_home, embedder=embedder).search("助餐补贴")  # searching still works meanwhile
+    report = index_paths(store, embedder, [mini_corpus], tokenizer=tokenizer)
+    assert report.chunks_embedded == 0 and report.sentences_filled == chunks  # no file re-embedded
+    assert store.count_without_sentences() == 0
+
+
+def test_interrupted_sentence_fill_resumes(mini_corpus, kb_home, tokenizer, monkeypatch):
+    store = Store(kb_home)
+    index_paths(store, HashingEmbedder(64), [mini_corpus], tokenizer=tokenizer)
+    store.conn.execute("UPDATE chunks SET sentences=NULL, sentence_vectors=NULL")
+    monkeypatch.setattr("indexer.build.EMBED_BATCH_CHUNKS", 2)
+    with pytest.raises(RuntimeError):
+        index_paths(store, ExplodingEmbedder(fail_on_call=3), [mini_corpus], tokenizer=tokenizer)
+    left = store.count_without_sentences()
+    assert 0 < left <= chunk_count(store) - 4  # two batches of two were committed before the crash
+    report = index_paths(store, HashingEmbedder(64), [mini_corpus], tokenizer=tokenizer)
+    assert report.sentences_filled == left and store.count_without_sentences() == 0

@@ -1,4 +1,4 @@
-from indexer.chunking import chunk_text, content_hash
+from indexer.chunking import chunk_text, content_hash, sentence_spans
 
 from .conftest import CASE, REGULATION, SPEECH
 
@@ -54,3 +54,25 @@ def test_content_hash_depends_only_on_text():
 def test_section_heading_running_into_its_text_is_cut_at_the_first_sentence():
     text = "标题\n（七）建立补助机制。各地要综合考虑经济发展水平。\n（八）加强监管。严格食品安全。"
     assert [c.label for c in chunk_text(text)] == ["第1段", "（七）建立补助机制", "（八）加强监管"]
+
+
+def test_sentences_of_a_chunk_skip_the_article_number_and_fragments():
+    text = "第五条 个体工商户的债务，个人经营的，以个人财产承担；家庭经营的，以家庭财产承担。\n见附表。农村承包经营户的债务由农户承担。"
+    spans = sentence_spans(text, 0, len(text))
+    assert [text[s:e] for s, e in spans] == [
+        "个体工商户的债务，个人经营的，以个人财产承担；", "家庭经营的，以家庭财产承担。", "农村承包经营户的债务由农户承担。"]
+    one = "第一条 为了加强管理，制定本规定。"
+    assert sentence_spans(one, 0, len(one)) == []  # one sentence: the chunk vector says it all
+
+
+def test_sentence_offsets_are_absolute_within_the_document():
+    text = "前言一段。\n第九条 老年助餐点每餐补贴三元。补贴按月结算，年底审计。"
+    start = text.index("第九条")
+    spans = sentence_spans(text, start, len(text))
+    assert [text[s:e] for s, e in spans] == ["老年助餐点每餐补贴三元。", "补贴按月结算，年底审计。"]
+
+
+def test_articles_numbered_above_one_thousand_are_their_own_chunks():
+    text = "第九百九十九条 前一条。\n第一千条 本条。\n第一千零八十七条 离婚时，夫妻的共同财产由双方协议处理。"
+    labels = [c.label for c in chunk_text(text)]
+    assert labels == ["第九百九十九条", "第一千条", "第一千零八十七条"]

@@ -1,11 +1,12 @@
 """Hybrid search: modes, fusion, filters before ranking, minimum relevance, duplicates, bad queries."""
+import numpy as np
 import pytest
 
 from indexer.errors import InvalidQuery
 from kb.cli import main
 from kb.knowledge_base import KnowledgeBase
-from kb.search import (MAX_QUERY_CHARS, MAX_WEAK_ONLY, QueryPlan, SearchFilters, Searcher, calibration_for,
-                       query_kind)
+from kb.search import (MAX_QUERY_CHARS, MAX_WEAK_ONLY, Candidate, QueryPlan, SearchFilters, Searcher,
+                       calibration_for, query_kind)
 
 from .conftest import CASE
 
@@ -163,3 +164,31 @@ def test_amended_text_ranks_below_the_text_in_force(kb, mini_corpus):
     hits = [h for h in kb.search("八十周岁以上老年人每餐补贴", top_k=5) if "第三条" in h.label]
     assert [h.citation.validity for h in hits[:2]] == ["in_force", "amended"]
     assert hits[0].score > hits[1].score
+
+
+def test_best_sentence_reorders_the_head_only(kb, monkeypatch):
+    searcher = kb.searcher
+    dim = kb.embedder.dim
+    query = np.zeros(dim, dtype=np.float32)
+    query[0] = 1.0
+    sentences = np.zeros((2, dim), dtype=np.float32)
+    sentences[1, 0] = 1.0  # chunk 2's second sentence is exactly the question
+    monkeypatch.setattr(kb.store, "sentence_vectors", lambda ids, d: {2: ([(10, 20), (20, 30)], sentences)})
+    monkeypatch.setattr("kb.search.RERANK_DEPTH", 3)
+    cands = [Candidate(1, score=0.9, dense_score=0.3), Candidate(2, score=0.8, dense_score=0.3),
+             Candidate(3, score=0.5, dense_score=0.2), Candidate(4, score=0.4, dense_score=0.95)]
+    searcher._sentence_rerank(cands, query)
+    order = sorted(cands, key=lambda c: -c.score)
+    assert [c.chunk_id for c in order] == [2, 1, 3, 4]
+    assert order[0].focus == (20, 30) and order[0].sentence_score == pytest.approx(1.0)
+    assert all(0.5 <= c.score <= 0.9 for c in order[:3])  # the head keeps its range
+    assert order[3].score == 0.4 and order[3].sentence_score is None  # beyond the head: untouched
+
+
+def test_hits_mark_the_sentence_that_answers(kb):
+    hits = kb.search("全市茶园面积稳定在多少万亩")
+    speech = next(h for h in hits if h.title == "在全市茶产业发展大会上的讲话")
+    assert speech.focus_text() == "过去三年，全市茶园面积稳定在十二万亩，茶叶产值突破四十亿元。"
+    assert speech.as_dict()["focus_text"] == speech.focus_text()
+    plain = Searcher(kb.store, kb.embedder, kb.tokenizer, sentence_weight=0).search("全市茶园面积稳定在多少万亩")
+    assert all(h.focus is None for h in plain)

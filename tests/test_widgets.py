@@ -77,6 +77,13 @@ def test_action_turns_errors_into_one_line(staff_kb, tmp_path):
 
 
 # -- search panel -------------------------------------------------------------------
+def test_highlight_underlines_the_focus_sentence_and_still_marks_terms():
+    out = highlight("第一句。每餐补贴三元<多>。第三句。", ["补贴"], focus="每餐补贴三元<多>。")
+    assert out == ('第一句。<span class="xs-focus">每餐<mark class="xs-mark">补贴</mark>三元&lt;多&gt;。</span>第三句。')
+    assert "xs-focus" not in highlight("只有一句。", [], focus="只有一句。")  # the whole passage: nothing to single out
+    assert "xs-focus" not in highlight("正文。", [], focus="不在正文里")
+
+
 def test_search_shows_cards_with_highlights_and_citation(staff_kb):
     panel = SearchPanel(staff_kb)
     panel.query_box.value = "助餐 补贴"  # Enter in the box searches

@@ -57,6 +57,8 @@ CSS = """
 .xs-badge-warn { background: #fef3c7; color: #92400e; }
 .xs-badge-key { background: #7f1d1d; color: #ffffff; }
 mark.xs-mark { background: #fde68a; color: inherit; padding: 0 1px; border-radius: 2px; }
+.xs-focus { text-decoration: underline; text-decoration-color: #b91c1c; text-decoration-thickness: 2px;
+            text-underline-offset: 4px; }
 .xs-empty { padding: 18px; text-align: center; color: #6b7280; background: #f9fafb; border-radius: 6px;
             line-height: 1.8; }
 .xs-table { border-collapse: collapse; width: 100%; font-size: 13px; }
@@ -103,10 +105,19 @@ def esc(value) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def highlight(text: str, terms: Iterable[str]) -> str:
-    """Escaped `text` with each of `terms` wrapped in <mark>. Matching runs on the raw text and
-    every piece is escaped on its own, so a term can never match inside an HTML entity."""
+def highlight(text: str, terms: Iterable[str], focus: str | None = None) -> str:
+    """Escaped `text` with each of `terms` wrapped in <mark>, and the sentence `focus` (the one
+    that best answers the query) underlined. Matching runs on the raw text and every piece
+    is escaped on its own, so a term can never match inside an HTML entity."""
     text = text or ""
+    at = text.find(focus) if focus else -1
+    if at >= 0 and len(focus) < len(text.strip()):
+        return (_marked(text[:at], terms) + f'<span class="xs-focus">{_marked(focus, terms)}</span>'
+                + _marked(text[at + len(focus):], terms))
+    return _marked(text, terms)
+
+
+def _marked(text: str, terms: Iterable[str]) -> str:
     terms = sorted({t for t in terms or () if t and t.strip()}, key=len, reverse=True)
     if not terms:
         return esc(text)

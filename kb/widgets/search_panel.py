@@ -228,7 +228,7 @@ class SearchPanel(Panel):
             f'<div class="xs-card-head"><div class="xs-card-title">{rank}. {esc(hit.title)}</div>'
             f'<div class="xs-score">相关度 {hit.score:.3f}</div></div>'
             f'<div>{"".join(badges)}<span class="xs-cite">{where}</span></div>'
-            f'<div class="xs-card-text">{highlight(compact(hit.text), hit.matched_terms)}</div>'
+            f'<div class="xs-card-text">{highlight(compact(hit.text), hit.matched_terms, hit.focus_text())}</div>'
             f'<div class="xs-cite">出处：{esc(hit.citation.formatted())}</div>'
             + (f'<div class="xs-cite">命中词：{matched}{esc(extra)}</div>' if matched or extra else "")
         )
