@@ -10,8 +10,8 @@
   knowledge base of synthetic policy chunks. Chunk texts are recombined policy
   sentences; their vectors are random unit vectors, which cost faiss exactly what
   real ones do. `first_query_s`: loading the index plus the first query.
-* `index_mb_per_100k`: the knowledge-base folder (SQLite with vectors and tokens,
-  faiss, bm25) scaled to 100k chunks.
+* `index_mb_per_100k`: the knowledge-base folder (SQLite with text, chunk and
+  sentence vectors and tokens, faiss, bm25) scaled to 100k chunks.
 * `eval`: `kb eval` figures for ../shared/bench/stard-mini in the three modes.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from indexer.chunking import ChunkSpan  # noqa: E402
+from indexer.chunking import ChunkSpan, sentence_spans  # noqa: E402
 from indexer.embedding import load_embedder  # noqa: E402
 from indexer.keywords import KeywordIndex, Tokenizer  # noqa: E402
 from indexer.store import DocumentRecord, Store  # noqa: E402
@@ -78,13 +78,22 @@ def synthetic_store(home: Path, n_chunks: int, dim: int, tokenizer: Tokenizer, s
                                       tokens=tokens))
         if len(records) == 500 or d == n_docs - 1:
             count = sum(len(r.chunks) for r in records)
-            vectors = vec_rng.standard_normal((count, dim)).astype(np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            store.put_documents(records, vectors)
+            vectors = _unit_rows(vec_rng, count, dim)
+            sentences = []
+            for rec in records:
+                for span in rec.chunks:
+                    spans = sentence_spans(rec.text, span.start, span.end)
+                    sentences.append((spans, _unit_rows(vec_rng, len(spans), dim)))
+            store.put_documents(records, vectors, sentences)
             records = []
     store.publish("synthetic", dim, tokenizer.fingerprint, KeywordIndex.build)
     store.close()
     return time.perf_counter() - started
+
+
+def _unit_rows(rng, n: int, dim: int) -> np.ndarray:
+    rows = rng.standard_normal((n, dim)).astype(np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
 def folder_mb(path: Path) -> float:

@@ -22,6 +22,8 @@ def register(subparsers, common) -> None:
     p.add_argument("bench_dir", metavar="BENCH_DIR", help="含 corpus.jsonl、queries.jsonl、qrels/test.tsv 的文件夹")
     p.add_argument("--mode", choices=MODES, default="hybrid")
     p.add_argument("--fusion", choices=FUSIONS, help="混合检索的融合方式（默认取设置，combsum）")
+    p.add_argument("--sentence-weight", type=float, metavar="W",
+                   help="混合检索中最贴切句子的权重（默认取设置，1.0；0 为不用）")
     p.add_argument("--model", help="嵌入模型文件夹（默认 KB_MODEL 或内置模型）")
     p.add_argument("--cache", type=Path, help="评测索引缓存文件夹（默认 KB_EVAL_CACHE 或 ~/.cache/xieshang-kb/eval）")
     p.add_argument("--run-file", type=Path, help="另存排序结果（TREC 格式），可交给 score.py 核对")
@@ -34,7 +36,7 @@ def cmd_eval(args) -> int:
     embedder = load_embedder(settings.model)
     options = {"fusion": args.fusion or settings.fusion, "rrf_k": settings.rrf_k,
                "keyword_weight": settings.keyword_weight, "dense_weight": settings.dense_weight,
-               "sentence_weight": settings.sentence_weight}
+               "sentence_weight": settings.sentence_weight if args.sentence_weight is None else args.sentence_weight}
     report = evaluate(bench, embedder, mode=args.mode, cache_root=args.cache, searcher_options=options,
                       run_path=args.run_file, progress=None if args.json else stderr_progress("建立评测索引"))
     for qid, reason in report.failed_queries.items():
@@ -46,7 +48,7 @@ def cmd_eval(args) -> int:
         return 0
     m = report.metrics
     print(f"评测集 {report.bench}（{report.queries} 个问题），模型 {report.model}，检索方式 {report.mode}"
-          f"（融合 {report.settings['fusion']}）")
+          f"（融合 {report.settings['fusion']}，最贴切句子权重 {report.settings['sentence_weight']:g}）")
     print(f"nDCG@10 {m['ndcg@10']:.4f}  Recall@10 {m['recall@10']:.4f}  Recall@100 {m['recall@100']:.4f}  "
           f"MRR@10 {m['mrr@10']:.4f}")
     print(f"用时：建索引/读缓存 {report.seconds['index']} 秒，检索 {report.seconds['queries']} 秒")
