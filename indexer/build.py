@@ -25,6 +25,7 @@ from .store import DocumentRecord, Store
 # Files that describe documents rather than being documents.
 _IGNORED_NAMES = {"metadata.csv", "readme.md", "readme.txt", "topics.yaml", "userdict.txt"}
 EMBED_BATCH_CHUNKS = 256
+SENTENCE_STAGE = "补算句向量"  # the progress callback's name for the sentence-vector fill
 
 
 @dataclass
@@ -46,6 +47,7 @@ class IndexReport:
     def as_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
                 "removed": self.removed, "chunks_embedded": self.chunks_embedded,
+                "sentences_filled": self.sentences_filled,
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
                 "seconds": round(self.seconds, 2),
                 "chunks_per_s": round(self.chunks_embedded / self.seconds, 1) if self.seconds else None}
@@ -233,7 +235,8 @@ def index_paths(store: Store, embedder: Embedder, paths: Sequence[str | Path], *
                 if source not in present and any(Path(source).is_relative_to(root) for root in roots)
                 and not Path(source).exists()]
         report.removed = store.delete_documents(gone)
-        report.sentences_filled = fill_sentences(store, embedder)
+        report.sentences_filled = fill_sentences(
+            store, embedder, progress=(lambda done, total: progress(done, total, SENTENCE_STAGE)) if progress else None)
         report.manifest = store.publish(embedder.name, embedder.dim, tokenizer.fingerprint, KeywordIndex.build)
     report.seconds = time.perf_counter() - started
     return report

@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Callable
 
+from indexer.build import SENTENCE_STAGE
 from indexer.errors import KBError
 from indexer.metadata import DOC_TYPES
 
@@ -36,13 +37,21 @@ def _progress_bar():
     from tqdm import tqdm
 
     bar = None
+    stage = None
 
     def update(n: int, total: int, name: str) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, unit="个文件", file=sys.stderr, leave=False, dynamic_ncols=True)
-        bar.set_postfix_str(name[:30])
-        bar.update(1)
+        # files first, then (for a knowledge base from before sentence vectors) chunks
+        nonlocal bar, stage
+        kind = "chunks" if name == SENTENCE_STAGE else "files"
+        if bar is None or kind != stage:
+            if bar is not None:
+                bar.close()
+            stage = kind
+            bar = tqdm(total=total, unit="段" if kind == "chunks" else "个文件", desc=name if kind == "chunks" else None,
+                       file=sys.stderr, leave=False, dynamic_ncols=True)
+        if kind == "files":
+            bar.set_postfix_str(name[:30])
+        bar.update(n - bar.n)
         if n == total:
             bar.close()
 
@@ -61,7 +70,9 @@ def cmd_index(args) -> int:
         embedded = report.embedded_documents
         print(f"新增 {report.added} 篇，更新 {report.updated} 篇，未变 {report.unchanged} 篇，移除 {report.removed} 篇，"
               f"跳过 {len(report.skipped)} 个文件；嵌入 {report.chunks_embedded} 个段落，用时 {report.seconds:.1f} 秒")
-        if not embedded and not report.removed:
+        if report.sentences_filled:
+            print(f"为此前索引的 {report.sentences_filled} 个段落补算了句向量（一次性）。")
+        if not embedded and not report.removed and not report.sentences_filled:
             print("没有需要嵌入的新内容（nothing to embed）。")
     return EXIT_PARTIAL if report.skipped else EXIT_OK
 

@@ -88,3 +88,20 @@ def test_console_script_runs_as_a_process(indexed):
                           capture_output=True, text=True, cwd=REPO, env={"KB_MODEL": "hashing:64", "PATH": "/usr/bin"})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["documents"] == 3
+
+
+def test_index_upgrades_an_older_knowledge_base_with_sentence_vectors(indexed, mini_corpus, capsys):
+    import sqlite3
+    conn = sqlite3.connect(indexed / "kb.sqlite")
+    conn.execute("UPDATE chunks SET sentences=NULL, sentence_vectors=NULL")  # as if made before they existed
+    conn.commit()
+    conn.close()
+    code, out, _ = run(capsys, "index", str(mini_corpus), "--home", str(indexed))
+    assert code == 0 and "补算了句向量" in out and "nothing to embed" not in out
+    code, out, _ = run(capsys, "index", str(mini_corpus), "--home", str(indexed), "--json")
+    assert json.loads(out)["sentences_filled"] == 0
+
+
+def test_text_output_quotes_the_sentence_that_answers(indexed, capsys):
+    code, out, _ = run(capsys, "search", "全市茶园面积稳定在多少万亩", "--home", str(indexed))
+    assert code == 0 and "最贴切的一句：过去三年，全市茶园面积稳定在十二万亩，茶叶产值突破四十亿元。" in out
