@@ -21,7 +21,9 @@ _SECTION_RE = re.compile(r"^([一二三四五六七八九十]+、|（[一二三�
 _SENTENCE_RE = re.compile(r"[^。！？；!?;\n]*[。！？；!?;]?")
 # A leading article number (“第五条 ”), matched at a given position (no ^: see `re.match` pos).
 ARTICLE_LABEL_RE = re.compile(rf"\s*第{CHINESE_NUMERAL}条(?:之[一二三四五六七八九十]+)?\s*")
-_CLAUSE_END_RE = re.compile(r"[。！？；!?;]")
+# Sentence ends; a line break ends one too (a heading, a list line) unless it follows a
+# colon, where a lead-in (“有下列情形之一的：”) belongs with its first item.
+_CLAUSE_END_RE = re.compile(r"[。！？；!?;]|(?<![：:])\n")
 MIN_SENTENCE_CHARS = 6
 
 DEFAULT_MAX_CHARS = 500
@@ -44,7 +46,8 @@ def content_hash(text: str) -> str:
 
 
 def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """The sentences of the chunk `text[start:end]` (split after 。！？；, leading 第X条
+    """The sentences of the chunk `text[start:end]` (split after 。！？； and at line
+    breaks not preceded by a colon, leading 第X条
     dropped, pieces under `MIN_SENTENCE_CHARS` left out); [] when it holds fewer than two.
 
     A chunk's vector averages all its sentences; a question usually asks about one

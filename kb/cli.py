@@ -100,7 +100,7 @@ def cmd_search(args) -> int:
         snippet = hit.text.replace("\n", " ")
         print(f"    {snippet[:160]}{'…' if len(snippet) > 160 else ''}")
         if hit.focus_text() and len(snippet) > 80:
-            print(f"    最贴切的一句：{hit.focus_text()}")
+            print(f"    最贴切的一句：{' '.join(hit.focus_text().split())}")
         print(f"    出处：{hit.citation.formatted()}  [doc_id {hit.doc_id}，字符 {hit.start}–{hit.end}]")
     return EXIT_OK
 

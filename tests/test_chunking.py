@@ -76,3 +76,10 @@ def test_articles_numbered_above_one_thousand_are_their_own_chunks():
     text = "第九百九十九条 前一条。\n第一千条 本条。\n第一千零八十七条 离婚时，夫妻的共同财产由双方协议处理。"
     labels = [c.label for c in chunk_text(text)]
     assert labels == ["第九百九十九条", "第一千条", "第一千零八十七条"]
+
+
+def test_a_heading_line_is_its_own_sentence_but_a_lead_in_stays_with_its_first_item():
+    text = "二、普惠补助的边际效益\n每餐补助一元覆盖全部老人。\n理事会行使下列职权：\n（一）制定交易规则；\n（二）审议工作报告"
+    pieces = [text[s:e] for s, e in sentence_spans(text, 0, len(text))]
+    assert pieces == ["二、普惠补助的边际效益", "每餐补助一元覆盖全部老人。", "理事会行使下列职权：\n（一）制定交易规则；",
+                      "（二）审议工作报告"]
