@@ -211,14 +211,6 @@ def _scale(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.clip((values - lo) / (hi - lo), 0.0, None).astype(np.float32)
 
 
-def _unit(values: np.ndarray) -> np.ndarray:
-    """Min–max to 0..1 (all equal → all 1)."""
-    lo, hi = float(values.min()), float(values.max())
-    if hi - lo < 1e-12:
-        return np.ones(len(values))
-    return (values - lo) / (hi - lo)
-
-
 class Searcher:
     """Loads the published index once; `search` is then cheap."""
 
@@ -416,7 +408,7 @@ class Searcher:
         fused = np.array([c.score for c in head])
         lo, hi = float(fused.min()), float(fused.max())
         sentence = np.array([c.sentence_score for c in head])
-        mixed = (_unit(fused) + self.sentence_weight * _unit(sentence)) / (1.0 + self.sentence_weight)
+        mixed = (_scale(fused, fused) + self.sentence_weight * _scale(sentence, sentence)) / (1.0 + self.sentence_weight)
         for c, m in zip(head, mixed):
             c.score = lo + (hi - lo) * float(m)
 
