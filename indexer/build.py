@@ -160,8 +160,10 @@ def fill_sentences(store: Store, embedder: Embedder, progress: Callable[[int, in
         rows = store.chunks_without_sentences(batch or EMBED_BATCH_CHUNKS)
         if not rows:
             return done
-        _, sentences = _embed_with_sentences(embedder, [(r["title"], r["text"], r["start"], r["end"]) for r in rows])
-        store.put_sentences([(r["chunk_id"], spans, vecs) for r, (spans, vecs) in zip(rows, sentences)])
+        # each passage on its own (offsets from 0), then shifted back to document offsets
+        _, sentences = _embed_with_sentences(embedder, [(r["title"], r["passage"], 0, len(r["passage"])) for r in rows])
+        store.put_sentences([(r["chunk_id"], [(s + r["start"], e + r["start"]) for s, e in spans], vecs)
+                             for r, (spans, vecs) in zip(rows, sentences)])
         done += len(rows)
         if progress:
             progress(done, total)

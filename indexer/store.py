@@ -235,9 +235,9 @@ class Store:
 
     # -- sentence vectors -------------------------------------------------
     def chunks_without_sentences(self, limit: int) -> list[sqlite3.Row]:
-        """Up to `limit` chunks whose sentence vectors are not computed yet, with their text and title."""
+        """Up to `limit` chunks whose sentence vectors are not computed yet, with their passage and title."""
         return self.conn.execute(
-            "SELECT c.chunk_id, c.start, c.end, d.title, substr(d.text, 1, c.end) AS text "
+            "SELECT c.chunk_id, c.start, d.title, substr(d.text, c.start + 1, c.end - c.start) AS passage "
             "FROM chunks c JOIN documents d USING(doc_id) WHERE c.sentences IS NULL LIMIT ?", (limit,)).fetchall()
 
     def count_without_sentences(self) -> int:

@@ -212,6 +212,7 @@ def test_knowledge_base_from_before_sentence_vectors_is_upgraded_in_place(mini_c
     store = Store(kb_home)
     index_paths(store, embedder, [mini_corpus], tokenizer=tokenizer)
     chunks = chunk_count(store)
+    at_index = store.conn.execute("SELECT chunk_id, sentences, sentence_vectors FROM chunks").fetchall()
     store.close()
     _drop_sentence_columns(kb_home / "kb.sqlite")
     store = Store(kb_home)  # adds the columns back, empty
@@ -220,6 +221,8 @@ def test_knowledge_base_from_before_sentence_vectors_is_upgraded_in_place(mini_c
     report = index_paths(store, embedder, [mini_corpus], tokenizer=tokenizer)
     assert report.chunks_embedded == 0 and report.sentences_filled == chunks  # no file re-embedded
     assert store.count_without_sentences() == 0
+    filled = store.conn.execute("SELECT chunk_id, sentences, sentence_vectors FROM chunks").fetchall()
+    assert [tuple(r) for r in filled] == [tuple(r) for r in at_index]  # the same spans and vectors as at indexing
 
 
 def test_interrupted_sentence_fill_resumes(mini_corpus, kb_home, tokenizer, monkeypatch):
