@@ -408,7 +408,8 @@ class Searcher:
         fused = np.array([c.score for c in head])
         lo, hi = float(fused.min()), float(fused.max())
         sentence = np.array([c.sentence_score for c in head])
-        mixed = (_scale(fused, fused) + self.sentence_weight * _scale(sentence, sentence)) / (1.0 + self.sentence_weight)
+        weight = self.sentence_weight
+        mixed = (_scale(fused, fused) + weight * _scale(sentence, sentence)) / (1.0 + weight)
         for c, m in zip(head, mixed):
             c.score = lo + (hi - lo) * float(m)
 
