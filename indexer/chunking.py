@@ -19,8 +19,10 @@ _ARTICLE_RE = re.compile(rf"^第{CHINESE_NUMERAL}条")
 _CHAPTER_RE = re.compile(rf"^第{CHINESE_NUMERAL}[章节编]")
 _SECTION_RE = re.compile(r"^([一二三四五六七八九十]+、|（[一二三四五六七八九十]+）)")
 _SENTENCE_RE = re.compile(r"[^。！？；!?;\n]*[。！？；!?;]?")
+# An article number (第十二条, 第十条之一), the same for chunking, embedding and keywords.
+ARTICLE_NUMBER = rf"第{CHINESE_NUMERAL}条(?:之[一二三四五六七八九十]+)?"
 # A leading article number (“第五条 ”), matched at a given position (no ^: see `re.match` pos).
-ARTICLE_LABEL_RE = re.compile(rf"\s*第{CHINESE_NUMERAL}条(?:之[一二三四五六七八九十]+)?\s*")
+ARTICLE_LABEL_RE = re.compile(rf"\s*{ARTICLE_NUMBER}\s*")
 # Sentence ends; a line break ends one too (a heading, a list line) unless it follows a
 # colon, where a lead-in (“有下列情形之一的：”) belongs with its first item.
 _CLAUSE_END_RE = re.compile(r"[。！？；!?;]|(?<![：:])\n")

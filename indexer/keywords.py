@@ -27,6 +27,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .chunking import ARTICLE_NUMBER
 from .metadata import DOC_NUMBER_RE, normalise_doc_number
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
@@ -37,7 +38,7 @@ SYNONYMS_FILE = RESOURCES / "synonyms.txt"
 EXPANSION_WEIGHT = 0.5  # an official word found through a lay word counts half
 TOKENIZER_VERSION = "3"  # bump when tokenize() changes what it emits
 UNIGRAM, BIGRAM = "\u00b7", "\u00a7"  # prefixes of character grams (never inside a jieba word)
-_ARTICLE_NO_RE = re.compile(r"第[一二三四五六七八九十百千零〇两\d]+条(?:之[一二三四五六七八九十]+)?")
+_ARTICLE_NO_RE = re.compile(ARTICLE_NUMBER)
 _KEEP_RE = re.compile(r"[\u4e00-\u9fff]|[A-Za-z0-9]")
 _CJK_RUN_RE = re.compile(r"[\u4e00-\u9fff]+")
 _FINAL_PARTICLE_RE = re.compile(r"[吗呢吧啊呀嘛](?=[？?！!。，,；;\s]|$)")
