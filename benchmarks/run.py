@@ -36,7 +36,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from indexer.chunking import ChunkSpan, sentence_spans  # noqa: E402
 from indexer.embedding import load_embedder  # noqa: E402
 from indexer.keywords import KeywordIndex, Tokenizer  # noqa: E402
-from indexer.store import DocumentRecord, Store  # noqa: E402
+from indexer.store import DocumentRecord  # noqa: E402
+from kb.storage import Store  # noqa: E402
 from kb.config import DEFAULT_MODEL_DIR  # noqa: E402
 from kb.evaluation import evaluate  # noqa: E402
 from kb.search import Searcher  # noqa: E402

@@ -20,7 +20,7 @@ from .embedding import Embedder
 from .errors import KBError, LoadError
 from .keywords import KeywordIndex, Tokenizer
 from .loaders import SUPPORTED_SUFFIXES, load_file
-from .store import DocumentRecord, Store
+from .store import DocumentRecord, Piece
 
 # Files that describe documents rather than being documents.
 _IGNORED_NAMES = {"metadata.csv", "readme.md", "readme.txt", "topics.yaml", "userdict.txt"}
@@ -37,6 +37,7 @@ class IndexReport:
     chunks_embedded: int = 0
     sentences_filled: int = 0  # chunks of earlier runs whose sentence vectors were computed now
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    moved: dict[str, str] = field(default_factory=dict)  # old doc_id → new doc_id of renamed files
     seconds: float = 0.0
     manifest: dict = field(default_factory=dict)
 
@@ -48,7 +49,7 @@ class IndexReport:
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
                 "removed": self.removed, "chunks_embedded": self.chunks_embedded,
                 "sentences_filled": self.sentences_filled,
-                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+                "moved": self.moved, "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
                 "seconds": round(self.seconds, 2),
                 "chunks_per_s": round(self.chunks_embedded / self.seconds, 1) if self.seconds else None}
 
@@ -141,7 +142,7 @@ def _embed_with_sentences(embedder: Embedder, items: list[tuple[str, str, int, i
     return vectors[chunk_rows], sentences
 
 
-def store_records(store: Store, embedder: Embedder, records: list[DocumentRecord], show_progress: bool = False) -> int:
+def store_records(store, embedder: Embedder, records: list[DocumentRecord], show_progress: bool = False) -> int:
     """Embed the chunks of `records` (and their sentences) and commit them in one transaction."""
     items = [(rec.meta.get("title", ""), rec.text, span.start, span.end) for rec in records for span in rec.chunks]
     vectors, sentences = _embed_with_sentences(embedder, items, show_progress)
@@ -149,11 +150,11 @@ def store_records(store: Store, embedder: Embedder, records: list[DocumentRecord
     return len(items)
 
 
-def fill_sentences(store: Store, embedder: Embedder, progress: Callable[[int, int], None] | None = None,
+def fill_sentences(store, embedder: Embedder, progress: Callable[[int, int], None] | None = None,
                    batch: int | None = None) -> int:
     """Compute the sentence vectors that are missing (a knowledge base from before they
-    existed, or a build cut short). Each batch commits on its own, so an interrupted
-    run resumes where it stopped. Returns the number of chunks filled."""
+    existed). Each batch commits on its own, so an interrupted run resumes where it
+    stopped. Returns the number of chunks filled."""
     total = store.count_without_sentences()
     done = 0
     while True:
@@ -169,40 +170,78 @@ def fill_sentences(store: Store, embedder: Embedder, progress: Callable[[int, in
             progress(done, total)
 
 
-def index_paths(store: Store, embedder: Embedder, paths: Sequence[str | Path], *,
+class _Batches:
+    """Chunks of one or more documents, embedded and stored EMBED_BATCH_CHUNKS at a time.
+
+    A big file is cut into several batches, each its own transaction, so memory stays
+    bounded, progress moves within the file, and a run killed half-way keeps what it
+    stored (the next run resumes at `store.resume_point`). Small files share a batch,
+    so the model sees full batches."""
+
+    def __init__(self, store, embedder: Embedder, report: IndexReport,
+                 progress: Callable[[float, int, str], None] | None, batch_chunks: int):
+        self.store, self.embedder, self.report, self.progress = store, embedder, report, progress
+        self.batch_chunks = max(1, batch_chunks)
+        self.pieces: list[Piece] = []
+        self.size = 0
+
+    def add(self, record: DocumentRecord, start: int, file_n: int, files_total: int) -> None:
+        total = len(record.chunks)
+        lo = start
+        while True:
+            hi = min(total, lo + self.batch_chunks - self.size)
+            self.pieces.append(Piece(record, lo, hi, first=lo == start and start == 0, last=hi == total))
+            self.size += hi - lo
+            if self.size >= self.batch_chunks:
+                self.flush()
+                if self.progress and hi < total:
+                    self.progress(file_n - 1 + hi / total, files_total, f"{Path(record.source).name}（{hi}/{total} 段）")
+            if hi >= total:
+                return
+            lo = hi
+
+    def flush(self) -> None:
+        if not self.pieces:
+            return
+        items = [(p.record.meta.get("title", ""), p.record.text, span.start, span.end)
+                 for p in self.pieces for span in p.record.chunks[p.lo:p.hi]]
+        vectors, sentences = _embed_with_sentences(self.embedder, items)
+        row = 0
+        for piece in self.pieces:
+            n = piece.hi - piece.lo
+            piece.vectors, piece.sentences = vectors[row:row + n], sentences[row:row + n]
+            row += n
+        self.store.store_pieces(self.pieces)
+        self.report.chunks_embedded += len(items)
+        self.pieces, self.size = [], 0
+
+
+def index_paths(store, embedder: Embedder, paths: Sequence[str | Path], *,
                 tokenizer: Tokenizer | None = None, rebuild: bool = False, lock_wait: float = 0.0,
-                progress: Callable[[int, int, str], None] | None = None) -> IndexReport:
-    """Index files and folders into `store`; see the module docstring."""
+                progress: Callable[[float, int, str], None] | None = None,
+                batch_chunks: int | None = None) -> IndexReport:
+    """Index files and folders into `store` (a `kb.storage.Store`); see the module docstring."""
     started = time.perf_counter()
     report = IndexReport()
     tokenizer = tokenizer or Tokenizer(extra_dicts=[store.home / "userdict.txt"])
     with store.write_lock(wait=lock_wait):
+        store.read_manifest()  # a damaged or foreign manifest stops the run before anything changes
         if rebuild:
-            store.delete_documents([doc_id for doc_id, _ in store.file_hashes().values()])
-            store.set_setting("model", embedder.name)
-            store.set_setting("dim", str(embedder.dim))
+            store.begin_rebuild(embedder.name, embedder.dim)
         store.check_model(embedder.name, embedder.dim)
         if store.get_setting("tokenizer") not in (None, tokenizer.fingerprint):
-            rebuild_tokens(store, tokenizer)
+            store.retokenize(tokenizer.tokenize_passage)
         store.set_setting("tokenizer", tokenizer.fingerprint)
 
         files, problems, roots = discover(paths)
         report.skipped.extend(problems)
         known = store.file_hashes()
         csv_cache: dict[Path, dict] = {}
-        pending: list[DocumentRecord] = []
-        pending_chunks = 0
-
-        def flush():
-            nonlocal pending_chunks
-            if pending:
-                report.chunks_embedded += store_records(store, embedder, pending)
-                pending.clear()
-                pending_chunks = 0
+        batches = _Batches(store, embedder, report, progress, batch_chunks or EMBED_BATCH_CHUNKS)
 
         for n, path in enumerate(files, start=1):
             if progress:
-                progress(n, len(files), path.name)
+                progress(n - 1, len(files), path.name)
             try:
                 if path.parent not in csv_cache:
                     csv_cache[path.parent] = meta_mod.read_folder_csv(path.parent)
@@ -222,33 +261,24 @@ def index_paths(store: Store, embedder: Embedder, paths: Sequence[str | Path], *
             except OSError as exc:
                 report.skipped.append((str(path), f"无法读取（{exc.strerror or exc}）"))
                 continue
-            if previous:
+            if previous and previous[1]:  # an empty hash: never completed, or waiting for the rebuild
                 report.updated += 1
             else:
                 report.added += 1
-            pending.append(record)
-            pending_chunks += len(record.chunks)
-            if pending_chunks >= EMBED_BATCH_CHUNKS:
-                flush()
-        flush()
+            batches.add(record, store.resume_point(record), n, len(files))
+        batches.flush()
+        if progress and files:
+            progress(len(files), len(files), "")
 
         present = {str(p) for p in files}
         gone = [doc_id for source, (doc_id, _) in known.items()
                 if source not in present and any(Path(source).is_relative_to(root) for root in roots)
                 and not Path(source).exists()]
-        report.removed = store.delete_documents(gone)
+        gone += [doc_id for doc_id in store.not_rebuilt() if doc_id not in gone]
+        report.moved = store.moved_documents(gone)
+        report.removed = store.retire_documents(gone)
         report.sentences_filled = fill_sentences(
             store, embedder, progress=(lambda done, total: progress(done, total, SENTENCE_STAGE)) if progress else None)
         report.manifest = store.publish(embedder.name, embedder.dim, tokenizer.fingerprint, KeywordIndex.build)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def rebuild_tokens(store: Store, tokenizer: Tokenizer) -> None:
-    """Re-segment every chunk after a dictionary change (no re-embedding needed)."""
-    rows = store.conn.execute(
-        "SELECT c.chunk_id, c.start, c.end, d.title, d.text FROM chunks c JOIN documents d USING(doc_id)").fetchall()
-    with store.transaction() as conn:
-        for r in rows:
-            tokens = tokenizer.tokenize_passage(r["text"][r["start"]:r["end"]], r["title"])
-            conn.execute("UPDATE chunks SET tokens=? WHERE chunk_id=?", (" ".join(tokens), r["chunk_id"]))

@@ -55,3 +55,7 @@ class DocumentNotFound(KBError):
 
 class InvalidQuery(KBError):
     """The query is empty, only stop words, or otherwise unusable."""
+
+
+class IndexDamaged(KBError):
+    """A published search file (manifest, vectors, keyword index) is unreadable or cut short."""

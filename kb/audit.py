@@ -1,57 +1,36 @@
-"""The audit log: every change to documents, topics, packs and notes, with who and when."""
+"""What the audit log's actions are called. Every action is `target.verb`, and each has the
+label people read in `kb audit` and the app. The rows themselves live in `kb.storage.audit`."""
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import dataclass
+from .storage.audit import AuditEntry, entries, record  # noqa: F401  (rows live in the storage layer)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_log (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    user TEXT NOT NULL,
-    role TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target_type TEXT NOT NULL,
-    target_id TEXT,
-    detail TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS audit_target ON audit_log(target_type, target_id);
-"""
-
-
-@dataclass
-class AuditEntry:
-    id: int
-    at: str
-    user: str
-    role: str
-    action: str
-    target_type: str
-    target_id: str | None
-    detail: dict
-
-
-def ensure_schema(conn) -> None:
-    conn.executescript(_SCHEMA)
+ACTION_LABELS = {
+    "document.index": "索引文档",
+    "document.move": "文件改名后迁移关联",
+    "topic.add": "新增协商议题",
+    "topic.edit": "修改协商议题",
+    "topic.link": "关联往期协商、批示或回头看",
+    "topic.unlink": "取消关联",
+    "pack.draft": "起草调研资料汇编",
+    "pack.redraft": "重新起草调研资料汇编",
+    "pack.add": "汇编加入段落",
+    "pack.drop": "汇编移除段落",
+    "pack.move": "汇编移动段落",
+    "pack.reorder": "汇编调整顺序",
+    "pack.note": "写编者按",
+    "pack.key": "标记重点阅读",
+    "pack.export": "导出调研资料汇编",
+    "note.add": "新增论证意见",
+    "note.reply": "回复论证意见",
+    "note.import": "导入论证意见",
+    "note.reanchor": "重新锚定论证意见",
+    "kb.backup": "备份知识库",
+    "kb.restore": "从备份恢复知识库",
+    "kb.repair": "从数据库重建检索文件",
+}
+TARGET_LABELS = {"document": "文档", "documents": "文档", "topic": "议题", "pack": "汇编", "note": "论证意见",
+                 "kb": "知识库"}
 
 
-def record(conn, user, action: str, target_type: str, target_id: str | None = None, **detail) -> None:
-    """Append one entry; call inside the transaction that makes the change, so both land or neither."""
-    conn.execute(
-        "INSERT INTO audit_log(at, user, role, action, target_type, target_id, detail) VALUES(?,?,?,?,?,?,?)",
-        (time.strftime("%Y-%m-%dT%H:%M:%S"), user.name, user.role, action, target_type, target_id,
-         json.dumps(detail, ensure_ascii=False, default=str)))
-
-
-def entries(conn, *, target_type: str | None = None, target_id: str | None = None, user: str | None = None,
-            limit: int = 200) -> list[AuditEntry]:
-    clauses, params = [], []
-    for column, value in (("target_type", target_type), ("target_id", target_id), ("user", user)):
-        if value:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    where = " AND ".join(clauses) or "1"
-    rows = conn.execute(f"SELECT * FROM audit_log WHERE {where} ORDER BY id DESC LIMIT ?", (*params, limit))
-    return [AuditEntry(r["id"], r["at"], r["user"], r["role"], r["action"], r["target_type"], r["target_id"],
-                       json.loads(r["detail"])) for r in rows]
+def action_label(action: str) -> str:
+    return ACTION_LABELS.get(action, action)

@@ -34,9 +34,11 @@ def cmd_eval(args) -> int:
     bench = load_bench(args.bench_dir)  # check the folder before the model takes seconds to load
     settings = Settings.load(args.home, model=args.model)
     embedder = load_embedder(settings.model)
-    options = {"fusion": args.fusion or settings.fusion, "rrf_k": settings.rrf_k,
-               "keyword_weight": settings.keyword_weight, "dense_weight": settings.dense_weight,
-               "sentence_weight": settings.sentence_weight if args.sentence_weight is None else args.sentence_weight}
+    options = settings.searcher_options()
+    if args.fusion:
+        options["fusion"] = args.fusion
+    if args.sentence_weight is not None:
+        options["sentence_weight"] = args.sentence_weight
     report = evaluate(bench, embedder, mode=args.mode, cache_root=args.cache, searcher_options=options,
                       run_path=args.run_file, progress=None if args.json else stderr_progress("建立评测索引"))
     for qid, reason in report.failed_queries.items():

@@ -15,6 +15,13 @@ DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "multilingual-e5-small"
 DEFAULT_HOME = Path("kb_data")
 
 
+def resolve_home(home: str | os.PathLike | None = None) -> Path:
+    """The knowledge-base folder: `home`, else KB_HOME, else ./kb_data (with ~ expanded).
+
+    The one place that decides it; the CLI, the widgets and `Settings` all call this."""
+    return Path(home or os.environ.get("KB_HOME") or DEFAULT_HOME).expanduser()
+
+
 @dataclass
 class Settings:
     home: Path = DEFAULT_HOME
@@ -31,9 +38,15 @@ class Settings:
     sentence_weight: float = 1.0  # best-sentence evidence in hybrid ranking; 0 turns it off
     extra: dict = field(default_factory=dict)
 
+    def searcher_options(self) -> dict:
+        """The search knobs, as `kb.search.Searcher` takes them (one mapping for the app, the CLI and kb eval)."""
+        return {"fusion": self.fusion, "rrf_k": self.rrf_k, "keyword_weight": self.keyword_weight,
+                "dense_weight": self.dense_weight, "min_dense_score": self.min_dense_score,
+                "sentence_weight": self.sentence_weight}
+
     @classmethod
     def load(cls, home: str | os.PathLike | None = None, **overrides) -> "Settings":
-        home_path = Path(home or os.environ.get("KB_HOME") or DEFAULT_HOME)
+        home_path = resolve_home(home)
         values: dict = {}
         settings_file = home_path / "settings.toml"
         if settings_file.exists():

@@ -22,3 +22,23 @@ class NoteNotFound(KBError):
 
 class InvalidNote(KBError):
     """A note cannot be saved as given: empty text, unknown stance, a quote not in the document."""
+
+
+class StorageError(KBError):
+    """The knowledge base's database cannot be used as it is; nothing was changed."""
+
+
+class DatabaseDamaged(StorageError):
+    """kb.sqlite is missing, empty, cut short, not a SQLite file, or not ours."""
+
+
+class SchemaTooNew(StorageError):
+    """kb.sqlite was written by a newer version of this program."""
+
+
+class StaleEdit(KBError):
+    """An edit was made on a version someone else has changed since; it was not applied."""
+
+
+class BackupError(KBError):
+    """A backup could not be written or restored."""

@@ -32,9 +32,10 @@ from indexer.chunking import ChunkSpan
 from indexer.embedding import Embedder
 from indexer.errors import InvalidQuery, KBError
 from indexer.keywords import KeywordIndex, Tokenizer
-from indexer.store import DocumentRecord, Store
+from indexer.store import DocumentRecord
 
 from .search import MODES, Searcher
+from .storage import Store
 
 EVAL_FORMAT = 2  # bump when what is stored per passage (text, title, chunking) changes
 METRIC_KEYS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
@@ -224,13 +225,11 @@ def ensure_index(bench: Bench, embedder: Embedder, tokenizer: Tokenizer, cache_r
 
 def _resegment(store: Store, bench: Bench, tokenizer: Tokenizer) -> None:
     """New dictionaries or tokenizer: recompute the stored tokens (vectors stay)."""
-    rows = store.conn.execute("SELECT chunk_id, doc_id FROM chunks").fetchall()
-    with store.transaction() as conn:
-        for row in rows:
-            title, text = bench.corpus.get(row["doc_id"], ("", ""))
-            body = text if text.strip() else title
-            conn.execute("UPDATE chunks SET tokens=? WHERE chunk_id=?",
-                         (" ".join(tokenizer.tokenize_passage(body, title)), row["chunk_id"]))
+    tokens = {}
+    for row in store.chunk_passages():
+        title, text = bench.corpus.get(row["doc_id"], ("", ""))
+        tokens[row["chunk_id"]] = tokenizer.tokenize_passage(text if text.strip() else title, title)
+    store.set_tokens(tokens)
 
 
 # -- running ----------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""`KnowledgeBase`: the one object the CLI and the widgets talk to."""
+"""`KnowledgeBase`: the one object the CLI and the widgets talk to.
+
+It opens the storage (checking the database and migrating it), builds the domain
+services with the collaborators each needs — the database, the user, and functions
+such as `document` or `search` — and loads the heavy parts (model, index) on first use.
+"""
 from __future__ import annotations
 
 import os
@@ -7,32 +12,35 @@ from typing import Callable, Sequence
 
 from indexer.build import IndexReport, index_paths
 from indexer.embedding import Embedder, load_embedder
-from indexer.errors import DocumentNotFound
 from indexer.keywords import Tokenizer
-from indexer.store import Store
 
-from . import audit
-from .annotations import Notes
 from .config import Settings
 from .documents import Document, document_from_row
 from .roles import User
 from .search import Hit, SearchFilters, Searcher
+from .storage import Database, Store
+from .storage import audit as audit_rows
 
 
 class KnowledgeBase:
-    """A knowledge-base folder with its model; heavy parts (model, index) load on first use."""
+    """A knowledge-base folder with its model; heavy parts (model, index) load on first use.
+
+    `create=False` refuses to make a new knowledge base where there is none (commands that
+    only read); a damaged one is always refused with a one-line `StorageError`."""
 
     def __init__(self, home: str | os.PathLike | None = None, *, model: str | None = None,
-                 embedder: Embedder | None = None, settings: Settings | None = None, **overrides):
+                 embedder: Embedder | None = None, settings: Settings | None = None, create: bool = True,
+                 **overrides):
         self.settings = settings or Settings.load(home, model=model, **overrides)
         self.home = Path(self.settings.home)
         self.user = User(self.settings.user, self.settings.role)
-        self.store = Store(self.home)
-        audit.ensure_schema(self.store.conn)
+        self.db = Database(self.home, create=create)
+        self.store = Store(self.home, db=self.db)
         self._embedder = embedder
         self._tokenizer: Tokenizer | None = None
         self._searcher: Searcher | None = None
         self._searcher_generation = None
+        self._notes = self._topics = self._packs = None
 
     # -- lazily built parts -----------------------------------------------
     @property
@@ -51,38 +59,30 @@ class KnowledgeBase:
     def searcher(self) -> Searcher:
         manifest = self.store.read_manifest() or {}
         if self._searcher is None or self._searcher_generation != manifest.get("generation"):
-            s = self.settings
-            self._searcher = Searcher(self.store, self.embedder, self.tokenizer, fusion=s.fusion, rrf_k=s.rrf_k,
-                                      keyword_weight=s.keyword_weight, dense_weight=s.dense_weight,
-                                      min_dense_score=s.min_dense_score, sentence_weight=s.sentence_weight)
+            self._searcher = Searcher(self.store, self.embedder, self.tokenizer, **self.settings.searcher_options())
             self._searcher_generation = manifest.get("generation")
         return self._searcher
 
     # -- indexing ---------------------------------------------------------
     def index(self, paths: Sequence[str | os.PathLike], *, rebuild: bool = False, wait: float = 0.0,
-              progress: Callable[[int, int, str], None] | None = None) -> IndexReport:
+              progress: Callable[[float, int, str], None] | None = None) -> IndexReport:
         """Index files/folders incrementally; see `indexer.build.index_paths`."""
         self.user.require("index")
         report = index_paths(self.store, self.embedder, paths, tokenizer=self.tokenizer, rebuild=rebuild,
                              lock_wait=wait, progress=progress)
         self._searcher = None
         if report.embedded_documents or report.removed:
-            with self.store.transaction() as conn:
-                audit.record(conn, self.user, "index", "documents", None, added=report.added,
-                             updated=report.updated, removed=report.removed, paths=[str(p) for p in paths])
+            self.db.write(lambda conn: audit_rows.record(
+                conn, self.user, "document.index", "documents", None, added=report.added, updated=report.updated,
+                removed=report.removed, moved=len(report.moved), paths=[str(p) for p in paths]), what="审计记录")
+        for old, new in report.moved.items():  # a renamed file: its notes and links follow its text
+            self.notes.move_document(old, new)
         self.notes.reanchor_all()  # notes on changed or removed documents find their passage again
         return report
 
-    @property
-    def notes(self) -> Notes:
-        """Expert notes (论证意见) anchored to passages; see `kb.annotations`."""
-        if getattr(self, "_notes", None) is None:
-            self._notes = Notes(self)
-        return self._notes
-
-    def audit_log(self, **filters) -> list[audit.AuditEntry]:
-        """Newest first; filters: target_type, target_id, user, limit."""
-        return audit.entries(self.store.conn, **filters)
+    def audit_log(self, **filters) -> list[audit_rows.AuditEntry]:
+        """Newest first; filters: target_type, target_id, user, action, limit."""
+        return audit_rows.entries(self.db.conn, **filters)
 
     # -- search -----------------------------------------------------------
     def search(self, query: str, top_k: int | None = None, mode: str = "hybrid",
@@ -94,42 +94,53 @@ class KnowledgeBase:
 
     # -- documents --------------------------------------------------------
     def document(self, doc_id: str) -> Document:
-        row = self.store.conn.execute("SELECT * FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
-        if row is None:
-            raise DocumentNotFound(f"没有编号为 {doc_id} 的文档", hint="用 kb info 或检索结果里的 doc_id")
-        chunks = self.store.conn.execute(
-            "SELECT chunk_id, ordinal, label, page, start, end, content_hash FROM chunks "
-            "WHERE doc_id=? ORDER BY ordinal", (doc_id,)).fetchall()
+        """A document with its text and its chunks' provenance; `DocumentNotFound` names the id."""
+        row, chunks = self.store.document_row(doc_id)
         return document_from_row(row, chunks)
 
     def documents(self, doc_type: str | None = None) -> list[Document]:
-        sql = "SELECT * FROM documents" + (" WHERE doc_type=?" if doc_type else "") + " ORDER BY doc_type, date DESC"
-        rows = self.store.conn.execute(sql, (doc_type,) if doc_type else ()).fetchall()
-        return [document_from_row(r) for r in rows]
+        return [document_from_row(r) for r in self.store.document_rows(doc_type)]
+
+    def index_state(self) -> dict:
+        """Model and generation of the published index, for stamping exports."""
+        manifest = self.store.read_manifest() or {}
+        return {"model": manifest.get("model"), "generation": manifest.get("generation"),
+                "updated": manifest.get("updated")}
 
     def info(self) -> dict:
         manifest = self.store.read_manifest() or {}
         size = sum(p.stat().st_size for p in self.home.rglob("*") if p.is_file())
-        by_type = {r[0]: r[1] for r in self.store.conn.execute(
-            "SELECT doc_type, COUNT(*) FROM documents GROUP BY doc_type")}
+        counts = self.store.counts()
         return {
             "home": str(self.home.resolve()),
-            "documents": self.store.counts()["documents"],
-            "chunks": self.store.counts()["chunks"],
-            "documents_by_type": by_type,
+            "documents": counts["documents"],
+            "chunks": counts["chunks"],
+            "documents_by_type": self.store.counts_by_type(),
             "model": manifest.get("model") or self.store.get_setting("model"),
             "dimension": manifest.get("dimension"),
             "dense_index": manifest.get("dense_index"),
             "generation": manifest.get("generation"),
+            "published_chunks": manifest.get("counts", {}).get("chunks"),
             "updated": manifest.get("updated"),
+            "schema_version": self.db.schema_version,
+            "rebuild_pending": bool(self.store.rebuild_pending()),
             "index_size_mb": round(size / 1e6, 2),
         }
 
-    # -- topics and briefing packs ------------------------------------------
+    # -- services -----------------------------------------------------------
+    @property
+    def notes(self):
+        """Expert notes (论证意见) anchored to passages; see `kb.annotations`."""
+        if self._notes is None:
+            from .annotations import Notes
+
+            self._notes = Notes(self)
+        return self._notes
+
     @property
     def topics(self):
         """Consultation topics (协商议题); see `kb.topics.TopicService`."""
-        if getattr(self, "_topics", None) is None:
+        if self._topics is None:
             from .topics import TopicService
 
             self._topics = TopicService(self)
@@ -138,11 +149,11 @@ class KnowledgeBase:
     @property
     def packs(self):
         """Briefing packs (调研资料汇编) of topics; see `kb.briefing.PackService`."""
-        if getattr(self, "_packs", None) is None:
+        if self._packs is None:
             from .briefing import PackService
 
             self._packs = PackService(self)
         return self._packs
 
     def close(self) -> None:
-        self.store.close()
+        self.db.close()

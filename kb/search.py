@@ -33,15 +33,18 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from indexer.embedding import Embedder
-from indexer.errors import InvalidQuery
+from indexer.errors import IndexDamaged, InvalidQuery
 from indexer.keywords import KeywordIndex, KeywordResult, Tokenizer, is_word, strip_colloquial
-from indexer.store import Store
 
 from .citations import Citation
+
+if TYPE_CHECKING:
+    from .storage import Store
 
 MODES = ("hybrid", "keyword", "dense")
 FUSIONS = ("combsum", "rrf")
@@ -214,7 +217,7 @@ def _scale(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
 class Searcher:
     """Loads the published index once; `search` is then cheap."""
 
-    def __init__(self, store: Store, embedder: Embedder, tokenizer: Tokenizer, *,
+    def __init__(self, store: "Store", embedder: Embedder, tokenizer: Tokenizer, *,
                  fusion: str = "combsum", rrf_k: int = 60, keyword_weight: float | None = None,
                  dense_weight: float | None = None, min_dense_score: float | None = None,
                  confident_dense_score: float | None = None, min_coverage: float = 0.3,
@@ -225,7 +228,11 @@ class Searcher:
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.manifest, self.dense_index, bm25_dir = store.load_published(embedder.name)
-        self.keyword_index = KeywordIndex.load(bm25_dir)
+        try:
+            self.keyword_index = KeywordIndex.load(bm25_dir)
+        except Exception as exc:  # bm25s/numpy raise many kinds on a cut or altered file
+            raise IndexDamaged(f"关键词索引 {bm25_dir} 无法读取（{type(exc).__name__}）",
+                               hint="运行 kb doctor --repair 从数据库重建检索文件") from None
         self.fusion = fusion
         self.rrf_k = rrf_k
         self.keyword_weight = keyword_weight
@@ -276,8 +283,7 @@ class Searcher:
         if filters is None or filters.is_empty():
             return None
         where, params = filters.sql()
-        return [r[0] for r in self.store.conn.execute(
-            f"SELECT c.chunk_id FROM chunks c JOIN documents d USING(doc_id) WHERE {where}", params)]
+        return self.store.chunk_ids_where(where, params)
 
     def _dense(self, plan: QueryPlan, k: int, allowed: list[int] | None):
         import faiss
@@ -417,10 +423,7 @@ class Searcher:
         """An amended or repealed text ranks below the text in force that says the same thing."""
         if not cands:
             return
-        ids = [c.chunk_id for c in cands]
-        superseded = {r[0] for r in self.store.conn.execute(
-            "SELECT c.chunk_id FROM chunks c JOIN documents d USING(doc_id) WHERE d.validity != 'in_force' "
-            f"AND c.chunk_id IN ({','.join('?' * len(ids))})", ids)}
+        superseded = self.store.superseded_chunk_ids([c.chunk_id for c in cands])
         for c in cands:
             if c.chunk_id in superseded:
                 c.score *= SUPERSEDED_FACTOR
@@ -450,10 +453,7 @@ class Searcher:
         for cand in ranked:
             if len(hits) >= top_k:
                 break
-            row = self.store.conn.execute(
-                "SELECT c.*, d.title, d.doc_type, d.issuer, d.doc_number, d.date, d.source, d.validity, "
-                "substr(d.text, c.start + 1, c.end - c.start) AS passage "
-                "FROM chunks c JOIN documents d USING(doc_id) WHERE c.chunk_id=?", (cand.chunk_id,)).fetchone()
+            row = self.store.hit_row(cand.chunk_id)
             if row is None:  # chunk replaced since the index was published
                 continue
             if row["content_hash"] in by_hash:

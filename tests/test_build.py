@@ -12,7 +12,7 @@ from indexer.build import index_paths
 from indexer.embedding import HashingEmbedder
 from indexer.errors import IndexLocked, IndexMismatch
 from indexer.keywords import Tokenizer
-from indexer.store import Store
+from kb.storage import Store
 from kb.knowledge_base import KnowledgeBase
 
 from .conftest import REPO
@@ -103,13 +103,16 @@ def test_crash_half_way_keeps_previous_index_and_next_run_completes(mini_corpus,
     before = store.read_manifest()
     for n in range(3):
         (mini_corpus / f"新增{n}.txt").write_text(f"新增文件{n}\n第一条 多式联运第{n}项措施。\n第二条 冷链物流。", encoding="utf-8")
-    monkeypatch.setattr("indexer.build.EMBED_BATCH_CHUNKS", 1)  # one commit per document
+    monkeypatch.setattr("indexer.build.EMBED_BATCH_CHUNKS", 1)  # one commit per chunk
     with pytest.raises(RuntimeError):
         index_paths(store, ExplodingEmbedder(fail_on_call=2), [mini_corpus], tokenizer=tokenizer)
     assert store.read_manifest() == before  # the published index is untouched and loadable
     KnowledgeBase(kb_home, embedder=HashingEmbedder(64)).search("助餐补贴")
     report = index_paths(store, HashingEmbedder(64), [mini_corpus], tokenizer=tokenizer)
-    assert report.added == 2 and report.unchanged == 4  # the committed one is not redone
+    new_chunks = store.conn.execute("SELECT COUNT(*) FROM chunks JOIN documents USING(doc_id) "
+                                    "WHERE title LIKE '新增文件%'").fetchone()[0]
+    assert report.added == 3 and report.unchanged == 3
+    assert report.chunks_embedded == new_chunks - 1  # the chunk committed before the crash is not redone
     dupes = store.conn.execute(
         "SELECT doc_id, ordinal, COUNT(*) FROM chunks GROUP BY doc_id, ordinal HAVING COUNT(*) > 1").fetchall()
     assert dupes == []
@@ -199,9 +202,11 @@ def test_every_chunk_gets_its_sentence_vectors(mini_corpus, kb_home, embedder, t
 
 
 def _drop_sentence_columns(db_path):
-    """Turn a knowledge base into one made before sentence vectors existed."""
+    """Turn a knowledge base into one made before sentence vectors (and schema versions) existed."""
     import sqlite3
     conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA user_version=0")
+    conn.execute("PRAGMA application_id=0")
     conn.execute("ALTER TABLE chunks DROP COLUMN sentences")
     conn.execute("ALTER TABLE chunks DROP COLUMN sentence_vectors")
     conn.commit()

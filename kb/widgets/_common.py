@@ -298,7 +298,9 @@ def button(description: str, style: str = "", icon: str = "", tooltip: str = "",
 def kb_home_path(home: str | os.PathLike | None = None) -> Path:
     """KB_HOME, or the repository's kb_data; a relative path is taken from the repository root,
     so it does not matter which folder Voila or JupyterLab starts the kernel in."""
-    path = Path(home or os.environ.get("KB_HOME") or "kb_data").expanduser()
+    from kb.config import resolve_home
+
+    path = resolve_home(home)
     return path if path.is_absolute() else REPO_ROOT / path
 
 

@@ -1,0 +1,12 @@
+"""The storage layer: the only code under `kb/` that speaks SQL.
+
+`Database` opens, checks and migrates `kb.sqlite` and runs write transactions with
+retries; `Store` keeps documents and chunks and publishes the search files; the
+other modules hold the rows of topics, packs, notes and the audit log. Domain
+services get a `Database` (and the functions they need) from `KnowledgeBase`.
+"""
+from .database import DB_FILE, Database
+from .documents import Piece, Store
+from .migrations import SCHEMA_VERSION
+
+__all__ = ["DB_FILE", "Database", "Piece", "SCHEMA_VERSION", "Store"]
