@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import failpoints
 from . import metadata as meta_mod
 from .chunking import ARTICLE_LABEL_RE, chunk_text, sentence_spans
 from .embedding import Embedder
@@ -212,6 +213,7 @@ class _Batches:
             piece.vectors, piece.sentences = vectors[row:row + n], sentences[row:row + n]
             row += n
         self.store.store_pieces(self.pieces)
+        failpoints.reached("batch-stored")
         self.report.chunks_embedded += len(items)
         self.pieces, self.size = [], 0
 
@@ -279,6 +281,7 @@ def index_paths(store, embedder: Embedder, paths: Sequence[str | Path], *,
         report.removed = store.retire_documents(gone)
         report.sentences_filled = fill_sentences(
             store, embedder, progress=(lambda done, total: progress(done, total, SENTENCE_STAGE)) if progress else None)
+        failpoints.reached("documents-stored")
         report.manifest = store.publish(embedder.name, embedder.dim, tokenizer.fingerprint, KeywordIndex.build)
     report.seconds = time.perf_counter() - started
     return report

@@ -47,6 +47,10 @@ def decode_bytes(data: bytes, path: Path) -> tuple[str, str]:
         raise EmptyDocument(path, "文件为空")
     if b"\x00" in data[:4096]:
         raise LoadError(path, "不是文本文件（含二进制内容）", hint="检查文件是否被错误改了扩展名")
+    nul = data.find(b"\x00")
+    if nul >= 0:  # UTF-8 and GBK text never holds a NUL byte: the file is damaged past its start
+        raise LoadError(path, f"第 {nul} 字节处有空字符（NUL），文件可能已损坏或混入了二进制内容",
+                        hint="用文本编辑器打开检查，另存为 UTF-8 后重试")
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             text = data.decode(encoding)

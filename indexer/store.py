@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from . import failpoints
 from .errors import IndexDamaged, IndexLocked, IndexMismatch, IndexNotFound
 
 SCHEMA_VERSION = 1
@@ -163,10 +164,12 @@ class IndexFiles:
         except BaseException:
             shutil.rmtree(work_dir, ignore_errors=True)
             raise
+        failpoints.reached("generation-written")
         published = {"schema_version": SCHEMA_VERSION, "generation": generation, "index_dir": final_dir.name,
                      **manifest, "dense_index": dense_kind, "files": files,
                      "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_text(self.home / MANIFEST, json.dumps(published, ensure_ascii=False, indent=1))
+        failpoints.reached("manifest-published")
         self._remove_old_generations(generation)
         return published
 

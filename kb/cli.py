@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from typing import Callable
 
@@ -25,8 +26,10 @@ EXTENSIONS: tuple[str, ...] = ("kb.cli_notes", "kb.cli_eval", "kb.cli_topics")
 
 
 def open_kb(args) -> KnowledgeBase:
-    """The knowledge base the shared options name."""
-    return KnowledgeBase(args.home, model=getattr(args, "model", None), user=args.user, role=args.role)
+    """The knowledge base the shared options name. Only commands that add material
+    (`set_defaults(creates_kb=True)`) may create one where there is none."""
+    return KnowledgeBase(args.home, model=getattr(args, "model", None), user=args.user, role=args.role,
+                         create=getattr(args, "creates_kb", False))
 
 
 def print_json(data) -> None:
@@ -49,8 +52,8 @@ def _progress_bar():
             stage = kind
             bar = tqdm(total=total, unit="段" if kind == "chunks" else "个文件", desc=name if kind == "chunks" else None,
                        file=sys.stderr, leave=False, dynamic_ncols=True)
-        if kind == "files":
-            bar.set_postfix_str(name[:30])
+        if kind == "files" and name:
+            bar.set_postfix_str(name[:40])  # a big file also shows its chunks done / total
         bar.update(n - bar.n)
         if n == total:
             bar.close()
@@ -110,9 +113,15 @@ def cmd_info(args) -> int:
     if args.json:
         print_json(info)
         return EXIT_OK
-    print(f"知识库：{info['home']}")
-    print(f"文档 {info['documents']} 篇，段落 {info['chunks']} 个；模型 {info['model']}（{info['dimension']} 维，"
-          f"{info['dense_index']}）；索引占用 {info['index_size_mb']} MB；更新于 {info['updated']}")
+    print(f"知识库：{info['home']}（数据库格式版本 {info['schema_version']}）")
+    print(f"文档 {info['documents']} 篇，段落 {info['chunks']} 个；占用 {info['index_size_mb']} MB")
+    if info["generation"] is None:
+        print("检索文件：尚未发布（运行 kb index 文件夹；若上次索引中断，再运行一次即可完成）")
+    else:
+        print(f"检索文件：第 {info['generation']} 代，{info['published_chunks']} 个段落，模型 {info['model']}"
+              f"（{info['dimension']} 维，{info['dense_index']}），发布于 {info['updated']}")
+    if info["rebuild_pending"]:
+        print("注意：上次 kb index --rebuild 没有完成，检索仍用重建前的索引；再运行一次 kb index --rebuild 完成它")
     for doc_type, count in sorted(info["documents_by_type"].items()):
         print(f"  {DOC_TYPES.get(doc_type, doc_type)}：{count} 篇")
     return EXIT_OK
@@ -136,6 +145,77 @@ def cmd_show(args) -> int:
     return EXIT_OK
 
 
+def cmd_documents(args) -> int:
+    docs = open_kb(args).documents(doc_type=args.type)
+    if args.json:
+        print_json([d.as_dict(with_text=False) for d in docs])
+        return EXIT_OK
+    if not docs:
+        print("知识库里还没有文档（用 kb index 文件夹 添加）。")
+    for doc in docs:
+        print(f"{doc.doc_id}  {doc.type_label}  {doc.date or '日期不详'}  {doc.title}")
+    return EXIT_OK
+
+
+def cmd_doctor(args) -> int:
+    from .maintenance import check
+
+    kb_user = _cli_user(args)
+    report = check(_home(args), repair=args.repair, user=kb_user)
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        for line in report.facts:
+            print(line)
+        for line in report.repaired:
+            print(f"已修复：{line}")
+        for line in report.problems:
+            print(f"问题：{line}", file=sys.stderr)
+        if report.ok:
+            print("检查完毕：数据库和检索文件完好。")
+    return EXIT_OK if report.ok else EXIT_ERROR
+
+
+def cmd_backup(args) -> int:
+    from .maintenance import backup
+
+    kb_user = _cli_user(args)
+    kb_user.require("index")
+    info = backup(_home(args), args.out, kb_user)
+    if args.json:
+        print_json(info)
+    else:
+        print(f"已备份到 {args.out}：文档 {info['documents']} 篇，段落 {info['chunks']} 个，检索文件第 {info['generation']} 代")
+    return EXIT_OK
+
+
+def cmd_restore(args) -> int:
+    from .maintenance import restore
+
+    kb_user = _cli_user(args)
+    kb_user.require("index")
+    info = restore(args.backup, _home(args), kb_user, force=args.force)
+    if args.json:
+        print_json(info)
+    else:
+        print(f"已从 {args.backup} 恢复到 {_home(args)}：文档 {info['documents']} 篇（备份于 {info['created']}）")
+    return EXIT_OK
+
+
+def _home(args):
+    from .config import resolve_home
+
+    return resolve_home(args.home)
+
+
+def _cli_user(args):
+    from .config import Settings
+    from .roles import User
+
+    settings = Settings.load(args.home, user=args.user, role=args.role)
+    return User(settings.user, settings.role)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", help="知识库文件夹（默认 KB_HOME 或 ./kb_data）")
@@ -151,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="另一进程在索引时最多等待的秒数")
     p.add_argument("--model", help="嵌入模型文件夹（默认 KB_MODEL 或内置模型）")
     p.add_argument("--quiet", action="store_true", help="不显示进度条")
-    p.set_defaults(func=cmd_index)
+    p.set_defaults(func=cmd_index, creates_kb=True)
 
     p = sub.add_parser("search", parents=[common], help="检索（关键词+语义混合），结果带出处")
     p.add_argument("query")
@@ -175,6 +255,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("doc_id")
     p.set_defaults(func=cmd_show)
 
+    p = sub.add_parser("documents", parents=[common], help="列出文档及其编号（doc_id）")
+    p.add_argument("--type", choices=sorted(DOC_TYPES), help="只列这一类文档")
+    p.set_defaults(func=cmd_documents)
+
+    p = sub.add_parser("doctor", parents=[common], help="检查数据库与检索文件；--repair 从数据库重建检索文件")
+    p.add_argument("--repair", action="store_true", help="检索文件损坏、缺失或落后于数据库时，从数据库重建")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("backup", parents=[common], help="备份知识库到一个新文件夹（他人可继续使用）")
+    p.add_argument("out", metavar="OUT", help="备份写入的新文件夹")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", parents=[common], help="从 kb backup 的备份恢复知识库到 --home")
+    p.add_argument("backup", metavar="BACKUP", help="kb backup 写出的文件夹")
+    p.add_argument("--force", action="store_true", help="覆盖已有知识库（原文件移到 .before-restore-时间 文件夹）")
+    p.set_defaults(func=cmd_restore)
+
     for module_name in EXTENSIONS:
         importlib.import_module(module_name).register(sub, common)
     return parser
@@ -188,8 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     except KBError as exc:
         print(f"错误：{exc.user_message()}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # `kb … | head`: the reader has gone; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
-        print("已中断；已完成的部分保留，再次运行会接着处理。", file=sys.stderr)
+        print("已中断；已保存的部分保留，再次运行会接着处理。", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -70,10 +70,14 @@ def _connect(path: Path) -> sqlite3.Connection:
                            check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _set_modes(conn: sqlite3.Connection) -> None:
+    """WAL for several readers and one writer; only once the file is known to be ours (WAL rewrites the header)."""
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
 
 
 def _create_private(path: Path) -> None:
@@ -115,7 +119,7 @@ class Database:
             raise DatabaseDamaged(f"{self.path} 不见了，但文件夹里还有知识库的其他文件（{'、'.join(leftovers[:3])}）",
                                   hint=_restore_hint(self.path))
         if not create:
-            raise DatabaseDamaged(f"{self.home} 里没有知识库", hint="先运行 kb index 文件夹，或检查 --home / KB_HOME")
+            raise DatabaseDamaged(f"{self.home} 里还没有知识库（还没有索引过任何文件）", hint="先运行 kb index 文件夹，或检查 --home / KB_HOME")
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         _create_private(self.path)
 
@@ -131,6 +135,7 @@ class Database:
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(f"{self.path} 的格式版本 {version} 比本程序支持的 {SCHEMA_VERSION} 新",
                                hint="升级协商研究助手后再打开；本程序没有改动它")
+        _set_modes(conn)
         if version == SCHEMA_VERSION:
             return
         if tables:  # an existing knowledge base: keep a copy before changing its schema

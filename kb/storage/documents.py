@@ -384,6 +384,16 @@ class Store:
                 f"SELECT chunk_id FROM chunks WHERE chunk_id IN ({','.join('?' * len(part))})", part))
         return [i for i in ids if i not in present]
 
+    def unfinished_documents(self) -> list[str]:
+        """Titles of documents a run stopped storing half-way (the next `kb index` resumes them)."""
+        return [r[0] for r in self.conn.execute("SELECT title FROM documents WHERE building_hash IS NOT NULL")]
+
+    def publishable_chunk_count(self) -> int:
+        """Live chunks of complete documents: what the next publish would hold."""
+        return self.conn.execute(
+            "SELECT COUNT(*) FROM chunks c JOIN documents d USING(doc_id) "
+            "WHERE c.retired = 0 AND d.removed = 0 AND d.building_hash IS NULL").fetchone()[0]
+
     # -- publishing -----------------------------------------------------------
     def read_manifest(self) -> dict | None:
         return self.files.read_manifest()

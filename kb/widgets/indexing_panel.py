@@ -40,8 +40,8 @@ class IndexingPanel(Panel):
         self.index_button.style.button_color = "#b91c1c"
         self.index_button.style.text_color = "white"
         self.index_button.on_click(lambda _b: self.run_index())
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="进度",
-                                            bar_style="", layout=widgets.Layout(width="460px"))
+        self.progress = widgets.FloatProgress(value=0, min=0, max=1, description="进度",
+                                              bar_style="", layout=widgets.Layout(width="460px"))
         self.progress_label = widgets.HTML()
         self.progress_row = widgets.HBox([self.progress, self.progress_label],
                                          layout=widgets.Layout(align_items="center", grid_gap="8px", display="none"))
@@ -115,10 +115,11 @@ class IndexingPanel(Panel):
             saved.append(target)
         return saved
 
-    def _on_progress(self, n: int, total: int, name: str) -> None:
+    def _on_progress(self, n: float, total: int, name: str) -> None:
+        # n is fractional inside a big file; `name` then carries its chunks done / total
         self.progress.max = max(total, 1)
         self.progress.value = n
-        self.progress_label.value = f'<span class="xs-subtitle">{n}/{total}　{esc(name)}</span>'
+        self.progress_label.value = f'<span class="xs-subtitle">{int(n)}/{total} 个文件　{esc(name)}</span>'
 
     @action("正在索引，请稍候…")
     def run_index(self) -> None:

@@ -1,0 +1,206 @@
+"""Keeping a knowledge base sound: `kb doctor` (check, and rebuild the search files from the
+database), `kb backup` and `kb restore`.
+
+The database is the source of truth; the search files are derived from it. So a damaged
+search file is repaired from the database, while a damaged database is restored from
+a backup — never replaced by an empty one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexer.errors import IndexDamaged, IndexMismatch, IndexNotFound, KBError
+from indexer.keywords import KeywordIndex, Tokenizer
+from indexer.store import MANIFEST, IndexFiles, make_private
+
+from .errors import BackupError, StorageError
+from .roles import User
+from .storage import DB_FILE, SCHEMA_VERSION, Database, Store
+from .storage import audit as audit_rows
+
+BACKUP_INFO = "backup.json"
+_KEPT_FILES = ("settings.toml", "userdict.txt")
+
+
+@dataclass
+class Checkup:
+    """What `kb doctor` found: problems (each one line, with what to do) and plain facts."""
+
+    problems: list[str] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    repairable: bool = False  # the database is sound and the search files can be rebuilt from it
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "problems": self.problems, "facts": self.facts, "repaired": self.repaired}
+
+
+def check(home: str | os.PathLike, *, repair: bool = False, user: User | None = None) -> Checkup:
+    """Check the database and the published search files of `home`; with `repair`, rebuild the
+    search files from the database when they are damaged, missing or behind it."""
+    home = Path(home)
+    report = Checkup()
+    try:
+        db = Database(home, create=False)
+    except StorageError as exc:
+        report.problems.append(exc.user_message())
+        return report
+    try:
+        store = Store(home, db=db)
+        _check_database(db, store, report)
+        if report.problems:
+            return report
+        report.repairable = True
+        stale = _check_files(store, report)
+        if repair and (stale or report.problems):
+            _repair(store, user, report)
+    finally:
+        db.close()
+    return report
+
+
+def _check_database(db: Database, store: Store, report: Checkup) -> None:
+    problems = db.integrity_problems()
+    if problems:
+        report.problems.append(f"{db.path} 内部损坏：{problems[0]}（用 kb restore 从备份恢复）")
+        return
+    counts = store.counts()
+    report.facts.append(f"数据库 {db.path}：格式版本 {SCHEMA_VERSION}，文档 {counts['documents']} 篇，段落 {counts['chunks']} 个")
+    if store.rebuild_pending():
+        report.problems.append("有一次 kb index --rebuild 没有完成（再运行一次 kb index --rebuild 完成它）")
+    unfinished = store.unfinished_documents()
+    if unfinished:
+        report.problems.append(f"{len(unfinished)} 篇文档的索引中途停止（{unfinished[0]} 等；再运行 kb index 会接着处理）")
+
+
+def _check_files(store: Store, report: Checkup) -> bool:
+    """Problems with the search files; True when they should be rebuilt from the database."""
+    import faiss
+
+    try:
+        manifest, index, _ = store.load_published()
+    except IndexNotFound:
+        if store.counts()["chunks"]:
+            report.problems.append("数据库里有文档，但还没有发布检索文件（kb doctor --repair 从数据库生成）")
+            return True
+        report.facts.append("知识库还是空的")
+        return False
+    except (IndexDamaged, IndexMismatch) as exc:
+        report.problems.append(exc.user_message())
+        return True
+    problems = store.files.verify()
+    report.problems += [f"{p}（kb doctor --repair 从数据库重建检索文件）" for p in problems]
+    ids = faiss.vector_to_array(index.id_map).tolist() if index.ntotal else []
+    if len(ids) != manifest["counts"]["chunks"]:
+        report.problems.append(f"向量索引有 {len(ids)} 个段落，清单记录 {manifest['counts']['chunks']} 个（kb doctor --repair）")
+    missing = store.published_chunk_ids_missing(ids)
+    if missing:
+        report.problems.append(f"已发布的检索文件有 {len(missing)} 个段落在数据库里找不到（kb doctor --repair）")
+    live = store.publishable_chunk_count()
+    behind = live != len(ids) or bool(missing)
+    if behind and not missing:
+        report.facts.append(f"数据库里有 {live} 个可发布的段落，检索文件里 {len(ids)} 个：有尚未发布的改动")
+    report.facts.append(f"检索文件：第 {manifest['generation']} 代，{len(ids)} 个段落，模型 {manifest.get('model')}")
+    return bool(problems) or behind
+
+
+def _repair(store: Store, user: User | None, report: Checkup) -> None:
+    model, dim = store.get_setting("model"), store.get_setting("dim")
+    if not model or not dim:
+        report.problems.append("数据库里没有记录嵌入模型，无法重建检索文件（运行 kb index --rebuild）")
+        return
+    tokenizer = Tokenizer(extra_dicts=[store.home / "userdict.txt"])
+    with store.write_lock(wait=60):
+        manifest = store.publish(model, int(dim), tokenizer.fingerprint, KeywordIndex.build)
+    store.db.write(lambda conn: audit_rows.record(conn, user or User("doctor", "staff"), "kb.repair", "kb", None,
+                                                  generation=manifest["generation"]), what="审计记录")
+    report.repaired.append(f"已从数据库重建检索文件：第 {manifest['generation']} 代，{manifest['counts']['chunks']} 个段落")
+    report.problems.clear()
+
+
+# -- backup and restore --------------------------------------------------------
+def backup(home: str | os.PathLike, out: str | os.PathLike, user: User) -> dict:
+    """Copy the knowledge base into the new folder `out` while others keep working.
+
+    The database goes through SQLite's online backup API; the published generation, its
+    manifest and the settings are copied beside it under the indexing lock, so the copy's
+    search files match its database."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise BackupError(f"备份文件夹 {out} 已存在且不是空的", hint="换一个新的文件夹名")
+    db = Database(home, create=False)
+    store = Store(home, db=db)
+    try:
+        out.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with store.write_lock(wait=600):
+            db.backup_to(out / DB_FILE)
+            manifest = store.read_manifest()
+            if manifest:
+                shutil.copytree(store.home / manifest["index_dir"], out / manifest["index_dir"])
+                shutil.copy2(store.home / MANIFEST, out / MANIFEST)
+        for name in _KEPT_FILES:
+            if (store.home / name).exists():
+                shutil.copy2(store.home / name, out / name)
+        info = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "source": str(Path(home).resolve()),
+                "by": user.name, "schema_version": db.schema_version, **store.counts(),
+                "generation": (manifest or {}).get("generation")}
+        (out / BACKUP_INFO).write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
+        make_private(out)
+        db.write(lambda conn: audit_rows.record(conn, user, "kb.backup", "kb", None, out=str(out)), what="审计记录")
+        return info
+    finally:
+        db.close()
+
+
+def restore(backup_dir: str | os.PathLike, home: str | os.PathLike, user: User, *, force: bool = False) -> dict:
+    """Make `home` a copy of the backup in `backup_dir`; with `force`, the knowledge base that was
+    in `home` is moved aside into `home/.before-restore-<time>/`, never deleted."""
+    src, home = Path(backup_dir), Path(home)
+    info_path = src / BACKUP_INFO
+    if not (src / DB_FILE).exists() or not info_path.exists():
+        raise BackupError(f"{src} 不是 kb backup 写出的备份（缺少 {DB_FILE} 或 {BACKUP_INFO}）",
+                          hint="指定 kb backup 生成的文件夹")
+    checked = Database(src, create=False)  # a damaged or newer backup is refused before anything moves
+    problems = checked.integrity_problems()
+    checked.close()
+    if problems:
+        raise BackupError(f"备份 {src / DB_FILE} 已损坏：{problems[0]}", hint="换一份备份")
+    existing = [p for p in home.iterdir() if not p.name.startswith(".before-restore-")] if home.is_dir() else []
+    if existing and not force:
+        raise BackupError(f"{home} 里已经有知识库文件", hint="加 --force 覆盖（原有文件会移到 .before-restore-时间 文件夹，不会删除）")
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if existing:
+        aside = home / f".before-restore-{time.strftime('%Y%m%d%H%M%S')}"
+        aside.mkdir(mode=0o700)
+        for path in existing:
+            os.replace(path, aside / path.name)
+    for path in src.iterdir():
+        if path.name == BACKUP_INFO:
+            continue
+        if path.is_dir():
+            shutil.copytree(path, home / path.name)
+        else:
+            shutil.copy2(path, home / path.name)
+    for path in home.iterdir():
+        if not path.name.startswith(".before-restore-"):
+            path.chmod(0o600) if path.is_file() else make_private(path)
+    db = Database(home, create=False)
+    try:
+        IndexFiles(home).published() if (home / MANIFEST).exists() else None
+        db.write(lambda conn: audit_rows.record(conn, user, "kb.restore", "kb", None, source=str(src.resolve())),
+                 what="审计记录")
+    finally:
+        db.close()
+    return json.loads(info_path.read_text(encoding="utf-8"))
+
+
+__all__ = ["Checkup", "check", "backup", "restore", "KBError"]
