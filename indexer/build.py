@@ -3,6 +3,11 @@
 Only new or changed files are embedded (a file's hash covers its bytes and its
 metadata sidecar/CSV row); files that disappeared under an indexed folder are
 removed. Bad files are reported with a reason and skipped; the run goes on.
+
+Chunks go to the store in batches of `EMBED_BATCH_CHUNKS`, each batch one
+transaction, so a big file neither holds all its vectors in memory nor starts over
+after a kill; the search files are published once at the end (see `kb.storage.documents`
+for why readers never see a half-published state).
 """
 from __future__ import annotations
 
@@ -276,7 +281,8 @@ def index_paths(store, embedder: Embedder, paths: Sequence[str | Path], *,
         gone = [doc_id for source, (doc_id, _) in known.items()
                 if source not in present and any(Path(source).is_relative_to(root) for root in roots)
                 and not Path(source).exists()]
-        gone += [doc_id for doc_id in store.not_rebuilt() if doc_id not in gone]
+        if rebuild:  # only a --rebuild run drops what it did not re-embed; a plain run leaves other folders be
+            gone += [doc_id for doc_id in store.not_rebuilt() if doc_id not in gone]
         report.moved = store.moved_documents(gone)
         report.removed = store.retire_documents(gone)
         report.sentences_filled = fill_sentences(

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from .annotations import STANCES, Annotation
+from .audit import ACTION_LABELS, TARGET_LABELS, action_label
 from .cli import EXIT_ERROR, EXIT_OK, open_kb, print_json
+from .config import Settings
+from .errors import InvalidNote, InvalidQuery
+from .knowledge_base import KnowledgeBase
 from .roles import ROLES
-
-ACTION_LABELS = {
-    "index": "索引文档", "note_add": "新增论证意见", "note_reply": "回复论证意见",
-    "note_import": "导入论证意见", "note_reanchor": "重新锚定论证意见",
-}
 
 
 def _print_note(note: Annotation, title: str | None = None) -> None:
@@ -27,12 +27,18 @@ def _print_note(note: Annotation, title: str | None = None) -> None:
         print(f"    ↳ {reply.author}（{reply.role_label}） {reply.created}：{reply.text}")
 
 
-def _titles(kb) -> dict[str, str]:
-    return {r["doc_id"]: r["title"] for r in kb.store.conn.execute("SELECT doc_id, title FROM documents")}
+def _open_as_author(args) -> KnowledgeBase:
+    """The knowledge base, refusing to write under the default user name: a note or reply
+    saved without --user or KB_USER would be signed 「staff」 whatever its role."""
+    kb = open_kb(args)
+    if not (args.user or os.environ.get("KB_USER")) and kb.settings.user == Settings.user:
+        raise InvalidNote("没有指定作者姓名，论证意见不能署名为默认的“staff”",
+                          hint="用 --user 姓名 或环境变量 KB_USER 指定作者")
+    return kb
 
 
 def cmd_note_add(args) -> int:
-    kb = open_kb(args)
+    kb = _open_as_author(args)
     note = kb.notes.add(args.doc_id, args.quote, stance=args.stance, text=args.text, start=args.start,
                         end=args.end, before=args.before or "", after=args.after or "")
     if args.json:
@@ -45,7 +51,7 @@ def cmd_note_add(args) -> int:
 
 
 def cmd_note_reply(args) -> int:
-    reply = open_kb(args).notes.reply(args.note_id, args.text)
+    reply = _open_as_author(args).notes.reply(args.note_id, args.text)
     if args.json:
         print_json(reply.__dict__)
     else:
@@ -64,7 +70,7 @@ def cmd_note_list(args) -> int:
     if not notes:
         print("没有符合条件的论证意见。")
         return EXIT_OK
-    titles = _titles(kb)
+    titles = kb.store.titles()
     for note in notes:
         _print_note(note, titles.get(note.doc_id))
     orphaned = sum(n.orphaned for n in notes)
@@ -79,7 +85,7 @@ def cmd_note_show(args) -> int:
     if args.json:
         print_json(note.as_dict())
     else:
-        _print_note(note, _titles(kb).get(note.doc_id))
+        _print_note(note, kb.store.titles().get(note.doc_id))
     return EXIT_OK
 
 
@@ -104,9 +110,12 @@ def cmd_note_import(args) -> int:
 
 
 def cmd_audit(args) -> int:
+    if args.action and args.action not in ACTION_LABELS:
+        raise InvalidQuery(f"未知的操作“{args.action}”", hint="可选：" + "、".join(sorted(ACTION_LABELS)))
     kb = open_kb(args)
     kb.user.require("read")
-    entries = kb.audit_log(user=args.user_filter, target_type=args.type, target_id=args.target, limit=args.limit)
+    entries = kb.audit_log(user=args.user_filter, target_type=args.type, target_id=args.target, action=args.action,
+                           limit=args.limit)
     if args.json:
         print_json([e.__dict__ for e in entries])
         return EXIT_OK
@@ -114,8 +123,8 @@ def cmd_audit(args) -> int:
         print("审计日志中没有符合条件的记录。")
         return EXIT_OK
     for e in entries:
-        what = ACTION_LABELS.get(e.action, e.action)
-        target = f" {e.target_type}" + (f" {e.target_id}" if e.target_id else "")
+        what = action_label(e.action)
+        target = f" {TARGET_LABELS.get(e.target_type, e.target_type)}" + (f" {e.target_id}" if e.target_id else "")
         detail = "，".join(f"{k}={v}" for k, v in e.detail.items() if not isinstance(v, (list, dict)))
         print(f"{e.at}  {e.user}（{ROLES.get(e.role, e.role)}）  {what}{target}" + (f"  {detail}" if detail else ""))
     return EXIT_OK
@@ -167,5 +176,6 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--by", dest="user_filter", metavar="USER", help="只看某个用户的操作")
     p.add_argument("--type", help="对象类型：documents、document、note、pack、topic …")
     p.add_argument("--target", help="对象编号")
+    p.add_argument("--action", help="只看某种操作，如 note.add、document.index、pack.export")
     p.add_argument("--limit", type=int, default=200, help="最多显示条数（默认 200）")
     p.set_defaults(func=cmd_audit)

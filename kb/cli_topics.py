@@ -20,6 +20,7 @@ SNIPPET = 70
 def _print_topic(topic: Topic) -> None:
     print(f"{topic.title}")
     print(f"编号：{topic.topic_id}")
+    print(f"版本：{topic.version}（{topic.updated_at.replace('T', ' ')}，{topic.updated_by}）")
     rows = [("协商形式", topic.format), ("年度", topic.year), ("牵头单位", topic.lead),
             ("参与界别", "、".join(topic.sectors)), ("关键词", "、".join(topic.keywords)),
             ("议题说明", topic.description)]
@@ -78,17 +79,15 @@ def cmd_topic_show(args) -> int:
 
 
 def cmd_topic_edit(args) -> int:
-    kb = open_kb(args)
-    changes = {k: v for k, v in dict(title=args.title, format=args.format, year=args.year, lead=args.lead,
-                                     sectors=args.sectors, keywords=args.keywords,
-                                     description=args.description).items() if v is not None}
-    topic = kb.topics.edit(args.topic, **changes) if changes else kb.topics.get(args.topic)
-    if args.step is not None:
-        topic = kb.topics.set_step(topic, args.step, args.step_date)
+    # One edit, one transaction: only the options given are changed, so parallel edits of other fields stay.
+    topic = open_kb(args).topics.edit(args.topic, expected_version=args.version, step_date=args.step_date,
+                                      title=args.title, format=args.format, year=args.year, lead=args.lead,
+                                      sectors=args.sectors, keywords=args.keywords,
+                                      description=args.description, step=args.step)
     if args.json:
         print_json(topic.as_dict())
     else:
-        print(f"已更新议题 {topic.topic_id}：{topic.title}（第{topic.step}步 {topic.step_name}）")
+        print(f"已更新议题 {topic.topic_id}：{topic.title}（第{topic.step}步 {topic.step_name}，第 {topic.version} 版）")
     return EXIT_OK
 
 
@@ -162,7 +161,7 @@ def _show_result(args, pack: BriefingPack, message: str) -> int:
 
 def cmd_pack_draft(args) -> int:
     kb = open_kb(args)
-    pack = kb.packs.draft(args.topic, per_section=args.per_section)
+    pack = kb.packs.draft(args.topic, per_section=args.per_section, expected_version=args.version)
     if args.json:
         print_json(pack.as_dict())
         return EXIT_OK
@@ -210,7 +209,7 @@ def cmd_pack_add(args) -> int:
         if args.start is None or args.end is None:
             raise InvalidPackEdit("按文档添加需要给出字符范围", hint="加 --start 和 --end（检索结果里的“字符 a–b”）")
         pack = kb.packs.add_span(args.topic, args.doc, args.start, args.end, args.section, note=args.note or "",
-                                 key=args.key, position=args.position)
+                                 key=args.key, position=args.position, expected_version=args.version)
     elif args.search:
         hits = kb.search(args.search, top_k=max(args.pick, 10),
                          filters=SearchFilters(doc_types=args.type or []))
@@ -218,28 +217,30 @@ def cmd_pack_add(args) -> int:
             raise InvalidPackEdit(f"检索“{args.search}”只有 {len(hits)} 条结果，没有第 {args.pick} 条",
                                   hint="先用 kb search 查看结果，再用 --pick 选择序号")
         pack = kb.packs.add_hit(args.topic, hits[args.pick - 1], args.section, note=args.note or "", key=args.key,
-                                position=args.position)
+                                position=args.position, expected_version=args.version)
     else:
         raise InvalidPackEdit("没有说明添加哪段材料", hint="用 --search 检索词 --pick 序号，或 --doc 文档编号 --start --end")
     return _show_result(args, pack, "已添加。")
 
 
 def cmd_pack_drop(args) -> int:
-    return _show_result(args, open_kb(args).packs.drop(args.topic, args.item), "已删除。")
+    pack = open_kb(args).packs.drop(args.topic, args.item, expected_version=args.version)
+    return _show_result(args, pack, "已删除。")
 
 
 def cmd_pack_move(args) -> int:
-    pack = open_kb(args).packs.move(args.topic, args.item, section=args.section, position=args.position)
+    pack = open_kb(args).packs.move(args.topic, args.item, section=args.section, position=args.position,
+                                    expected_version=args.version)
     return _show_result(args, pack, "已移动。")
 
 
 def cmd_pack_note(args) -> int:
-    pack = open_kb(args).packs.note(args.topic, args.item, args.text)
+    pack = open_kb(args).packs.note(args.topic, args.item, args.text, expected_version=args.version)
     return _show_result(args, pack, "已保存编者按。" if args.text.strip() else "已删除编者按。")
 
 
 def cmd_pack_key(args) -> int:
-    pack = open_kb(args).packs.mark_key(args.topic, args.item, key=not args.off)
+    pack = open_kb(args).packs.mark_key(args.topic, args.item, key=not args.off, expected_version=args.version)
     return _show_result(args, pack, "已取消重点阅读标记。" if args.off else "已标为重点阅读。")
 
 
@@ -281,6 +282,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--title")
     topic_fields(p)
     p.add_argument("--step-date", help="该步骤的日期（默认今天）")
+    p.add_argument("--version", type=int, help="所改的版本（kb topic show 显示）；议题已被别人改过时不修改并报错")
     p.set_defaults(func=cmd_topic_edit)
 
     p = topic.add_parser("link", parents=[common], help="关联往期协商纪要、领导批示或回头看记录")
@@ -307,9 +309,14 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
         dest="pack_command", required=True)
     section_help = "部分：" + "、".join(f"{k}（{label}）" for k, label in SECTIONS)
 
+    def edited_version(p) -> None:
+        p.add_argument("--version", type=int, metavar="N",
+                       help="所依据的汇编版本：有人已保存更新的版本时拒绝修改，不覆盖他人的改动")
+
     p = pack.add_parser("draft", parents=[common], help="按议题自动起草（已有汇编时重新起草，保留手工修改）")
     p.add_argument("topic")
     p.add_argument("--per-section", type=int, default=6, help="每部分最多条数（默认 6）")
+    edited_version(p)
     p.set_defaults(func=cmd_pack_draft)
 
     p = pack.add_parser("show", parents=[common], help="查看汇编（默认最新版）")
@@ -342,11 +349,13 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--position", type=int, help="放在该部分第几条（默认最后）")
     p.add_argument("--note", help="编者按")
     p.add_argument("--key", action="store_true", help="标为重点阅读")
+    edited_version(p)
     p.set_defaults(func=cmd_pack_add)
 
     p = pack.add_parser("drop", parents=[common], help="删除条目（写“部分.序号”如 2.3，或条目编号）")
     p.add_argument("topic")
     p.add_argument("item")
+    edited_version(p)
     p.set_defaults(func=cmd_pack_drop)
 
     p = pack.add_parser("move", parents=[common], help="移动条目到其他部分或位置")
@@ -354,16 +363,19 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("item")
     p.add_argument("--section", help=section_help)
     p.add_argument("--position", type=int, help="目标位置（从 1 起）")
+    edited_version(p)
     p.set_defaults(func=cmd_pack_move)
 
     p = pack.add_parser("note", parents=[common], help="写编者按（空文本即删除）")
     p.add_argument("topic")
     p.add_argument("item")
     p.add_argument("text")
+    edited_version(p)
     p.set_defaults(func=cmd_pack_note)
 
     p = pack.add_parser("key", parents=[common], help="标为重点阅读（--off 取消）")
     p.add_argument("topic")
     p.add_argument("item")
     p.add_argument("--off", action="store_true")
+    edited_version(p)
     p.set_defaults(func=cmd_pack_key)

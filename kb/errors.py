@@ -16,6 +16,10 @@ class ExportError(KBError):
     """An export could not be written."""
 
 
+class InvalidTopic(KBError):
+    """A topic field has a value we cannot store (unknown format, step, bad year…)."""
+
+
 class NoteNotFound(KBError):
     """No expert note (论证意见) with this id."""
 
@@ -42,3 +46,15 @@ class StaleEdit(KBError):
 
 class BackupError(KBError):
     """A backup could not be written or restored."""
+
+
+class PackNotFound(KBError):
+    """The topic has no briefing pack (调研资料汇编) yet, or not this version."""
+
+
+class InvalidPackEdit(KBError):
+    """A pack edit that cannot be applied: unknown item or section, quote too long, duplicate…"""
+
+
+class BenchError(KBError):
+    """A bench folder is missing files, is malformed, or its ids do not match."""

@@ -30,10 +30,11 @@ from typing import Callable, Iterator
 from indexer.build import fill_sentences, store_records
 from indexer.chunking import ChunkSpan
 from indexer.embedding import Embedder
-from indexer.errors import InvalidQuery, KBError
+from indexer.errors import InvalidQuery
 from indexer.keywords import KeywordIndex, Tokenizer
 from indexer.store import DocumentRecord
 
+from .errors import BenchError
 from .search import MODES, Searcher
 from .storage import Store
 
@@ -41,10 +42,6 @@ EVAL_FORMAT = 2  # bump when what is stored per passage (text, title, chunking) 
 METRIC_KEYS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 RUN_DEPTH = 100
 _BUILD_BATCH = 256
-
-
-class BenchError(KBError):
-    """A bench folder is missing files, is malformed, or its ids do not match."""
 
 
 @dataclass

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .errors import ExportError
 
 if TYPE_CHECKING:
-    from .briefing import BriefingPack
+    from .briefing.model import BriefingPack
 
 FORMATS = ("docx", "pdf", "html", "md")
 _SUFFIX = {"docx": ".docx", "pdf": ".pdf", "html": ".html", "md": ".md"}

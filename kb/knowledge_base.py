@@ -105,7 +105,7 @@ class KnowledgeBase:
         """Model and generation of the published index, for stamping exports."""
         manifest = self.store.read_manifest() or {}
         return {"model": manifest.get("model"), "generation": manifest.get("generation"),
-                "updated": manifest.get("updated")}
+                "documents": manifest.get("counts", {}).get("documents"), "updated": manifest.get("updated")}
 
     def info(self) -> dict:
         manifest = self.store.read_manifest() or {}
@@ -134,7 +134,9 @@ class KnowledgeBase:
         if self._notes is None:
             from .annotations import Notes
 
-            self._notes = Notes(self)
+            self._notes = Notes(self.db, self.user, store=self.store, document=self.document, home=self.home,
+                                pack_doc_ids=lambda topic: self.packs.doc_ids(topic),
+                                topic=lambda topic: self.topics.get(topic))
         return self._notes
 
     @property
@@ -143,7 +145,7 @@ class KnowledgeBase:
         if self._topics is None:
             from .topics import TopicService
 
-            self._topics = TopicService(self)
+            self._topics = TopicService(self.db, self.user, self.store)
         return self._topics
 
     @property
@@ -152,7 +154,10 @@ class KnowledgeBase:
         if self._packs is None:
             from .briefing import PackService
 
-            self._packs = PackService(self)
+            self._packs = PackService(self.db, self.user, store=self.store, topics=self.topics, notes=self.notes,
+                                      search=self.search, document=self.document,
+                                      tokenizer=lambda: self.tokenizer, index_state=self.index_state,
+                                      office=self.settings.extra.get("office"))
         return self._packs
 
     def close(self) -> None:

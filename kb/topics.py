@@ -2,30 +2,29 @@
 in the eight-step method (八步工作法), with links to earlier consultations and their
 minutes (协商纪要), leaders' instructions (批示) and follow-up reviews (回头看).
 
-Topics live in the knowledge base's SQLite file next to the documents; every change
-is written together with its audit entry. A topic is named by its id (a short slug)
-or by its exact title.
+Topics live in the knowledge base's SQLite file next to the documents (rows in
+`kb.storage.topics`). Every change is written together with its audit entry and bumps
+the topic's version, so an edit made on an older version can be refused. A topic is
+named by its id (a short slug) or by its exact title.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import yaml
 
-from indexer.errors import KBError
 from indexer.metadata import parse_date
 
-from . import audit
-from .errors import TopicNotFound
-
-if TYPE_CHECKING:
-    from .knowledge_base import KnowledgeBase
+from .errors import InvalidTopic, StaleEdit, TopicNotFound
+from .roles import User
+from .storage import Database, Store
+from .storage import audit
+from .storage import topics as rows
 
 FORMATS = ("全体会议", "面对面协商", "常委会专题协商", "双月座谈", "界别协商", "网络协商", "其他")
 _FORMAT_ALIASES = {
@@ -46,44 +45,7 @@ _LINK_ALIASES = {"minutes": "consultation", "纪要": "consultation", "往期协
                  "协商纪要": "consultation", "批示": "instruction", "领导批示": "instruction",
                  "回头看": "followup", "follow-up": "followup"}
 
-_EDITABLE = ("title", "format", "year", "lead", "sectors", "keywords", "description", "step", "step_dates")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS topics (
-    topic_id TEXT PRIMARY KEY,
-    title TEXT NOT NULL UNIQUE,
-    format TEXT NOT NULL,
-    year INTEGER,
-    lead TEXT,
-    sectors TEXT NOT NULL DEFAULT '[]',
-    keywords TEXT NOT NULL DEFAULT '[]',
-    description TEXT NOT NULL DEFAULT '',
-    step INTEGER NOT NULL DEFAULT 1,
-    step_dates TEXT NOT NULL DEFAULT '{}',
-    extra TEXT NOT NULL DEFAULT '{}',
-    created_at TEXT NOT NULL,
-    created_by TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS topic_links (
-    link_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    topic_id TEXT NOT NULL REFERENCES topics(topic_id) ON DELETE CASCADE,
-    kind TEXT NOT NULL,
-    doc_id TEXT,
-    title TEXT NOT NULL DEFAULT '',
-    date TEXT,
-    author TEXT,
-    text TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL,
-    created_by TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS topic_links_topic ON topic_links(topic_id);
-"""
-
-
-class InvalidTopic(KBError):
-    """A topic field has a value we cannot store (unknown format, step, bad year…)."""
-
+_EDITABLE = rows.EDITABLE_COLUMNS
 
 @dataclass
 class TopicLink:
@@ -121,6 +83,8 @@ class Topic:
     created_at: str = ""
     created_by: str = ""
     updated_at: str = ""
+    updated_by: str = ""
+    version: int = 1  # goes up by one with every edit; an edit may name the version it was made on
 
     @property
     def step_name(self) -> str:
@@ -225,54 +189,55 @@ def _slug(title: str) -> str:
     return "t-" + hashlib.sha1(title.encode("utf-8")).hexdigest()[:8]
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S")
-
-
 # -- the service ---------------------------------------------------------------
 class TopicService:
-    """Add, list, show and edit topics of one knowledge base (`kb.topics`)."""
+    """Add, list, show and edit the topics of one knowledge base (`kb.topics`).
 
-    def __init__(self, kb: "KnowledgeBase"):
-        self.kb = kb
-        self.conn = kb.store.conn
-        self.conn.executescript(_SCHEMA)
+    Every change runs in one `db.write` transaction: the topic is read there, only the
+    fields the caller changed are written, its version goes up by one, and the audit
+    entry lands with the change. Edits from several processes at once are all kept."""
+
+    def __init__(self, db: Database, user: User, store: Store):
+        self.db = db
+        self.user = user
+        self.store = store  # document lookups for links
 
     # -- reading ----------------------------------------------------------
     def get(self, ref: str | Topic) -> Topic:
         """The topic with this id or exact title; `TopicNotFound` names close matches."""
-        if isinstance(ref, Topic):
-            ref = ref.topic_id
-        key = str(ref or "").strip()
-        row = self.conn.execute("SELECT * FROM topics WHERE topic_id=? OR title=? ORDER BY topic_id=? DESC LIMIT 1",
-                                (key, key, key)).fetchone()
-        if row is None:
-            raise TopicNotFound(f"没有议题“{key}”", hint=self._suggestion(key))
-        return self._topic(row)
+        return self._load(self.db.conn, ref)
 
     def list(self, year: int | None = None) -> list[Topic]:
-        sql = "SELECT * FROM topics" + (" WHERE year=?" if year else "") + " ORDER BY year DESC, rowid"
-        return [self._topic(r) for r in self.conn.execute(sql, (year,) if year else ())]
+        conn = self.db.conn
+        return [self._topic(conn, row) for row in rows.topic_rows(conn, year)]
 
-    def _suggestion(self, key: str) -> str:
-        rows = self.conn.execute("SELECT topic_id, title FROM topics ORDER BY created_at").fetchall()
-        if not rows:
+    def _load(self, conn, ref: str | Topic) -> Topic:
+        key = str((ref.topic_id if isinstance(ref, Topic) else ref) or "").strip()
+        row = rows.topic_row(conn, key)
+        if row is None:
+            raise TopicNotFound(f"没有议题“{key}”", hint=self._suggestion(conn, key))
+        return self._topic(conn, row)
+
+    @staticmethod
+    def _suggestion(conn, key: str) -> str:
+        known = rows.id_titles(conn)
+        if not known:
             return "还没有任何议题：用 kb topic add 或 kb topic import corpus/topics.yaml 添加"
-        close = [r for r in rows if key and (key in r["title"] or key in r["topic_id"])]
-        shown = close or rows
-        names = "；".join(f"{r['topic_id']}（{r['title']}）" for r in shown[:5])
+        close = [(i, t) for i, t in known if key and (key in t or key in i)]
+        names = "；".join(f"{i}（{t}）" for i, t in (close or known)[:5])
         return ("可能是：" if close else "已有议题：") + names + "。用编号或完整标题指定"
 
-    def _topic(self, row) -> Topic:
+    @staticmethod
+    def _topic(conn, row: dict) -> Topic:
         links = [TopicLink(r["link_id"], r["kind"], r["doc_id"], r["title"], r["date"], r["author"], r["text"])
-                 for r in self.conn.execute("SELECT * FROM topic_links WHERE topic_id=? ORDER BY date, link_id",
-                                            (row["topic_id"],))]
+                 for r in rows.link_rows(conn, row["topic_id"])]
         return Topic(topic_id=row["topic_id"], title=row["title"], format=row["format"], year=row["year"],
-                     lead=row["lead"], sectors=json.loads(row["sectors"]), keywords=json.loads(row["keywords"]),
+                     lead=row["lead"], sectors=row["sectors"], keywords=row["keywords"],
                      description=row["description"], step=row["step"],
-                     step_dates={int(k): v for k, v in json.loads(row["step_dates"]).items()},
-                     links=links, extra=json.loads(row["extra"]), created_at=row["created_at"],
-                     created_by=row["created_by"], updated_at=row["updated_at"])
+                     step_dates={int(k): v for k, v in row["step_dates"].items()},
+                     links=links, extra=row["extra"], created_at=row["created_at"],
+                     created_by=row["created_by"], updated_at=row["updated_at"],
+                     version=row["version"], updated_by=row["updated_by"] or row["created_by"])
 
     # -- writing ----------------------------------------------------------
     def add(self, title: str, *, format: str = "其他", year: int | str | None = None, lead: str | None = None,
@@ -280,113 +245,123 @@ class TopicService:
             step: int | str = 1, step_dates: dict | None = None, topic_id: str | None = None,
             extra: dict | None = None) -> Topic:
         """Create a topic; the id is `topic_id` if given, else derived from the title."""
-        self.kb.user.require("manage_topics")
-        values = self._validated(dict(title=title, format=format, year=year, lead=lead, sectors=sectors,
-                                      keywords=keywords, description=description, step=step,
-                                      step_dates=step_dates or {}))
+        self.user.require("manage_topics")
+        values = _validated(dict(title=title, format=format, year=year, lead=lead, sectors=sectors,
+                                 keywords=keywords, description=description, step=step,
+                                 step_dates=step_dates or {}))
+        return self.db.write(lambda conn: self._add(conn, values, topic_id, extra), what="议题")
+
+    def _add(self, conn, values: dict, topic_id: str | None, extra: dict | None) -> Topic:
         topic_id = (topic_id or "").strip() or _slug(values["title"])
         if not re.fullmatch(r"[\w\-.]{1,64}", topic_id):
             raise InvalidTopic(f"议题编号“{topic_id}”含有不能用的字符", hint="只用字母、数字、连字符，例如 laonian-zhucan-2025")
-        with self.kb.store.transaction() as conn:
-            clash = conn.execute("SELECT topic_id, title FROM topics WHERE topic_id=? OR title=?",
-                                 (topic_id, values["title"])).fetchone()
-            if clash:
-                raise InvalidTopic(f"议题已存在：{clash['topic_id']}（{clash['title']}）",
-                                   hint="用 kb topic edit 修改已有议题")
-            now = _now()
-            conn.execute(
-                "INSERT INTO topics(topic_id, title, format, year, lead, sectors, keywords, description, step,"
-                " step_dates, extra, created_at, created_by, updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (topic_id, values["title"], values["format"], values["year"], values["lead"],
-                 _json(values["sectors"]), _json(values["keywords"]), values["description"], values["step"],
-                 _json({str(k): v for k, v in values["step_dates"].items()}), _json(extra or {}), now,
-                 self.kb.user.name, now))
-            audit.record(conn, self.kb.user, "topic.add", "topic", topic_id, title=values["title"])
-        return self.get(topic_id)
+        clash = rows.clashing(conn, topic_id, values["title"])
+        if clash:
+            raise InvalidTopic(f"议题已存在：{clash[0]}（{clash[1]}）", hint="用 kb topic edit 修改已有议题")
+        rows.insert(conn, topic_id, values, user=self.user.name, extra=extra)
+        audit.record(conn, self.user, "topic.add", "topic", topic_id, title=values["title"])
+        return self._load(conn, topic_id)
 
-    def edit(self, ref: str | Topic, **changes) -> Topic:
-        """Change fields (title, format, year, lead, sectors, keywords, description, step, step_dates).
+    def edit(self, ref: str | Topic, expected_version: int | None = None, step_date: str | None = None,
+             **changes) -> Topic:
+        """Change fields (title, format, year, lead, sectors, keywords, description, step, step_dates);
+        a field given as None is left as it is.
 
-        Moving to another step without a date for it records today's date for that step.
-        """
-        return self._edit(ref, changes)[0]
+        Moving to another step records `step_date` (default today) for it unless it has a date.
+        With `expected_version`, an edit of a topic someone has changed since raises `StaleEdit`."""
+        return self._edit(ref, changes, expected_version, step_date)[0]
 
-    def _edit(self, ref: str | Topic, changes: dict) -> tuple[Topic, dict]:
+    def set_step(self, ref: str | Topic, step: int | str, date: str | None = None,
+                 expected_version: int | None = None) -> Topic:
+        """Move the topic to `step` (number or name), recording the date (default today)."""
+        return self.edit(ref, expected_version, step_date=date or time.strftime("%Y-%m-%d"), step=step)
+
+    def _edit(self, ref: str | Topic, changes: dict, expected_version: int | None = None,
+              step_date: str | None = None) -> tuple[Topic, dict]:
         """The edited topic and what changed ({field: [old, new]}); nothing is written when nothing changes."""
-        self.kb.user.require("manage_topics")
+        self.user.require("manage_topics")
         unknown = set(changes) - set(_EDITABLE)
         if unknown:
             raise InvalidTopic(f"不能修改字段：{'、'.join(sorted(unknown))}", hint="可改：" + "、".join(_EDITABLE))
-        topic = self.get(ref)
-        new = self._validated({**{k: getattr(topic, k) for k in _EDITABLE},
-                               **{k: v for k, v in changes.items() if v is not None}})
-        if new["step"] != topic.step and new["step"] not in new["step_dates"]:
-            new["step_dates"] = {**new["step_dates"], new["step"]: time.strftime("%Y-%m-%d")}
-        diff = {k: [getattr(topic, k), new[k]] for k in _EDITABLE if getattr(topic, k) != new[k]}
+        values = _validated({k: v for k, v in changes.items() if v is not None}, only_given=True)
+        if step_date is not None:
+            if "step" not in values:
+                raise InvalidTopic("给出步骤日期时要同时给出步骤", hint="例如 --step 3 --step-date 2025-04-01")
+            step_date = _parse_date(step_date, "步骤")
+        key = ref.topic_id if isinstance(ref, Topic) else ref
+        return self.db.write(lambda conn: self._apply_edit(conn, key, values, expected_version, step_date),
+                             what="议题修改")
+
+    def _apply_edit(self, conn, key: str, values: dict, expected_version: int | None,
+                    step_date: str | None) -> tuple[Topic, dict]:
+        """Inside the write transaction: the diff against the row as it is now, and only that written."""
+        topic = self._load(conn, key)
+        if expected_version is not None and topic.version != int(expected_version):
+            raise StaleEdit(f"该议题已被 {topic.updated_by} 于 {topic.updated_at.replace('T', ' ')} 修改，请刷新后再改",
+                            hint=f"现在是第 {topic.version} 版，你改的是第 {expected_version} 版")
+        new = dict(values)
+        if "step" in new:
+            dates = new.get("step_dates", topic.step_dates)
+            if step_date:
+                dates = {**dates, new["step"]: step_date}
+            elif new["step"] != topic.step and new["step"] not in dates:
+                dates = {**dates, new["step"]: time.strftime("%Y-%m-%d")}
+            new["step_dates"] = dates
+        diff = {k: [getattr(topic, k), v] for k, v in new.items() if getattr(topic, k) != v}
         if not diff:
             return topic, diff
-        with self.kb.store.transaction() as conn:
-            if "title" in diff and conn.execute("SELECT 1 FROM topics WHERE title=? AND topic_id<>?",
-                                                (new["title"], topic.topic_id)).fetchone():
-                raise InvalidTopic(f"已有同名议题“{new['title']}”", hint="换一个标题")
-            conn.execute(
-                "UPDATE topics SET title=?, format=?, year=?, lead=?, sectors=?, keywords=?, description=?, step=?,"
-                " step_dates=?, updated_at=? WHERE topic_id=?",
-                (new["title"], new["format"], new["year"], new["lead"], _json(new["sectors"]),
-                 _json(new["keywords"]), new["description"], new["step"],
-                 _json({str(k): v for k, v in new["step_dates"].items()}), _now(), topic.topic_id))
-            audit.record(conn, self.kb.user, "topic.edit", "topic", topic.topic_id, changes=diff)
-        return self.get(topic.topic_id), diff
-
-    def set_step(self, ref: str | Topic, step: int | str, date: str | None = None) -> Topic:
-        """Move the topic to `step` (number or name), recording the date (default today)."""
-        topic = self.get(ref)
-        number = parse_step(step)
-        dates = {**topic.step_dates, number: _parse_date(date, "步骤") if date else time.strftime("%Y-%m-%d")}
-        return self.edit(topic, step=number, step_dates=dates)
+        if "title" in diff and rows.title_taken(conn, new["title"], topic.topic_id):
+            raise InvalidTopic(f"已有同名议题“{new['title']}”", hint="换一个标题")
+        rows.update(conn, topic.topic_id, {k: new_value for k, (_old, new_value) in diff.items()},
+                    user=self.user.name)
+        audit.record(conn, self.user, "topic.edit", "topic", topic.topic_id, changes=diff)
+        return self._load(conn, topic.topic_id), diff
 
     def link(self, ref: str | Topic, kind: str, *, doc_id: str | None = None, title: str | None = None,
              text: str = "", date: str | None = None, author: str | None = None) -> TopicLink:
         """Attach an earlier consultation (doc of its minutes), a 批示 or a 回头看 record."""
-        self.kb.user.require("manage_topics")
-        topic = self.get(ref)
+        self.user.require("manage_topics")
         kind = _LINK_ALIASES.get(kind, kind)
         if kind not in LINK_KINDS:
             raise InvalidTopic(f"未知关联类型“{kind}”",
                                hint="可选 consultation（往期协商及纪要）、instruction（领导批示）、followup（回头看）")
         if doc_id:
-            doc = self.kb.document(doc_id)  # DocumentNotFound names the id
-            title = title or doc.title
-            date = date or doc.date
+            doc, _chunks = self.store.document_row(doc_id)  # DocumentNotFound names the id
+            title = title or doc["title"]
+            date = date or doc["date"]
         text = (text or "").strip()
         if not (doc_id or text or title):
             raise InvalidTopic("关联记录为空", hint="给出文档编号（--doc），或批示、回头看的内容（--text）")
-        iso = _parse_date(date, "关联记录") if date else None
-        with self.kb.store.transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO topic_links(topic_id, kind, doc_id, title, date, author, text, created_at, created_by)"
-                " VALUES(?,?,?,?,?,?,?,?,?)",
-                (topic.topic_id, kind, doc_id, title or "", iso, author, text, _now(), self.kb.user.name))
-            audit.record(conn, self.kb.user, "topic.link", "topic", topic.topic_id, kind=kind, doc_id=doc_id,
-                         title=title, link_id=cursor.lastrowid)
-        return TopicLink(cursor.lastrowid, kind, doc_id, title or "", iso, author, text)
+        link = TopicLink(0, kind, doc_id, title or "", _parse_date(date, "关联记录") if date else None, author, text)
+        key = ref.topic_id if isinstance(ref, Topic) else ref
+        return self.db.write(lambda conn: self._link(conn, self._load(conn, key), link), what="关联记录")
+
+    def _link(self, conn, topic: Topic, link: TopicLink) -> TopicLink:
+        link.link_id = rows.insert_link(conn, topic.topic_id, link.kind, doc_id=link.doc_id, title=link.title,
+                                        date=link.date, author=link.author, text=link.text, user=self.user.name)
+        audit.record(conn, self.user, "topic.link", "topic", topic.topic_id, kind=link.kind, doc_id=link.doc_id,
+                     title=link.title, link_id=link.link_id)
+        return link
 
     def unlink(self, ref: str | Topic, link_id: int) -> None:
-        self.kb.user.require("manage_topics")
-        topic = self.get(ref)
-        with self.kb.store.transaction() as conn:
-            gone = conn.execute("DELETE FROM topic_links WHERE link_id=? AND topic_id=?",
-                                (int(link_id), topic.topic_id)).rowcount
-            if not gone:
+        self.user.require("manage_topics")
+        key = ref.topic_id if isinstance(ref, Topic) else ref
+
+        def work(conn) -> None:
+            topic = self._load(conn, key)
+            if not rows.delete_link(conn, topic.topic_id, int(link_id)):
                 raise InvalidTopic(f"议题 {topic.topic_id} 没有编号为 {link_id} 的关联记录",
                                    hint="用 kb topic show 查看关联记录编号")
-            audit.record(conn, self.kb.user, "topic.unlink", "topic", topic.topic_id, link_id=int(link_id))
+            audit.record(conn, self.user, "topic.unlink", "topic", topic.topic_id, link_id=int(link_id))
+
+        self.db.write(work, what="取消关联")
 
     # -- import -----------------------------------------------------------
     def import_yaml(self, path: str | Path) -> ImportReport:
         """Load topics from a YAML file (`topics:` list, as in corpus/topics.yaml); running it again
-        changes nothing. Earlier consultations named by title are linked to the minutes documents."""
-        self.kb.user.require("manage_topics")
+        changes nothing. Earlier consultations named by title are linked to the minutes documents.
+        Each topic is written in one transaction with its links."""
+        self.user.require("manage_topics")
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -397,53 +372,53 @@ class TopicService:
         entries = data.get("topics") if isinstance(data, dict) else data
         if not isinstance(entries, list):
             raise InvalidTopic(f"议题文件 {path} 里没有 topics 列表", hint="格式见 corpus/topics.yaml")
-        report = ImportReport()
         for n, entry in enumerate(entries, start=1):
             if not isinstance(entry, dict) or not entry.get("title"):
                 raise InvalidTopic(f"议题文件 {path} 第 {n} 条没有标题（title）")
+        report = ImportReport()
+        for entry in entries:
             self._import_one(entry, report)
         return report
 
     def _import_one(self, entry: dict, report: ImportReport) -> None:
         known = {"id", "title", "format", "year", "lead", "sectors", "keywords", "description",
                  "current_step", "step", "step_dates", "earlier_consultations", "current_step_name"}
-        fields_ = dict(title=entry["title"], format=entry.get("format"), year=entry.get("year"),
-                       lead=entry.get("lead"), sectors=entry.get("sectors"), keywords=entry.get("keywords"),
-                       description=entry.get("description") or "",
-                       step=entry.get("current_step") or entry.get("step") or 1,
-                       step_dates=entry.get("step_dates") or {})
-        values = self._validated(fields_)
+        values = _validated(dict(title=entry["title"], format=entry.get("format"), year=entry.get("year"),
+                                 lead=entry.get("lead"), sectors=entry.get("sectors"),
+                                 keywords=entry.get("keywords"), description=entry.get("description") or "",
+                                 step=entry.get("current_step") or entry.get("step") or 1,
+                                 step_dates=entry.get("step_dates") or {}))
         topic_id = str(entry.get("id") or "").strip() or None
-        row = self.conn.execute("SELECT topic_id FROM topics WHERE topic_id=? OR title=?",
-                                (topic_id or "", values["title"])).fetchone()
-        if row is None:
-            topic = self.add(**values, topic_id=topic_id,
-                             extra={k: v for k, v in entry.items() if k not in known})
-            report.added.append(topic.topic_id)
-        else:
-            topic, diff = self._edit(row["topic_id"], values)
-            (report.updated if diff else report.unchanged).append(topic.topic_id)
-        for name in _parse_list(entry.get("earlier_consultations")):
-            self._link_earlier(topic, name, report)
+        earlier = {name: self.store.documents_titled(name) for name in _parse_list(entry.get("earlier_consultations"))}
 
-    def _link_earlier(self, topic: Topic, name: str, report: ImportReport) -> None:
-        """Link the minutes document whose title starts with (or equals) `name`, once."""
-        rows = self.conn.execute("SELECT doc_id, title FROM documents WHERE title=? OR title LIKE ? "
-                                 "ORDER BY doc_type='minutes' DESC, length(title)",
-                                 (name, name.replace("%", "") + "%")).fetchall()
-        if not rows:
-            report.unresolved.append(name)
-            return
-        if rows[0]["doc_id"] not in {link.doc_id for link in topic.links_of("consultation")}:
-            self.link(topic, "consultation", doc_id=rows[0]["doc_id"])
+        def work(conn) -> tuple[str, str]:  # (the report's list, topic id): the report is filled once it commits
+            existing = rows.clashing(conn, topic_id or "", values["title"])
+            if existing is None:
+                topic = self._add(conn, values, topic_id, {k: v for k, v in entry.items() if k not in known})
+                outcome = "added"
+            else:
+                topic, diff = self._apply_edit(conn, existing[0], values, None, None)
+                outcome = "updated" if diff else "unchanged"
+            linked = {link.doc_id for link in topic.links_of("consultation")}
+            for docs in earlier.values():
+                if docs and docs[0]["doc_id"] not in linked:  # the minutes whose title starts with the name, once
+                    doc, _chunks = self.store.document_row(docs[0]["doc_id"])
+                    self._link(conn, topic, TopicLink(0, "consultation", doc["doc_id"], doc["title"], doc["date"]))
+                    linked.add(doc["doc_id"])
+            return outcome, topic.topic_id
 
-    def _validated(self, raw: dict) -> dict:
-        return dict(title=_clean_title(raw.get("title")), format=normalise_format(raw.get("format")),
-                    year=_parse_year(raw.get("year")), lead=(str(raw.get("lead")).strip() or None)
-                    if raw.get("lead") else None,
-                    sectors=_parse_list(raw.get("sectors")), keywords=_parse_list(raw.get("keywords")),
-                    description=_clean_description(raw.get("description")),
-                    step=parse_step(raw.get("step") or 1), step_dates=_step_dates(raw.get("step_dates")))
+        outcome, done = self.db.write(work, what="议题导入")
+        getattr(report, outcome).append(done)
+        report.unresolved += [name for name, docs in earlier.items() if not docs]
+
+
+def _validated(raw: dict, only_given: bool = False) -> dict:
+    """Checked and normalised field values; with `only_given`, just the fields in `raw`."""
+    checks = dict(title=_clean_title, format=normalise_format, year=_parse_year,
+                  lead=lambda v: (str(v).strip() or None) if v else None,
+                  sectors=_parse_list, keywords=_parse_list, description=_clean_description,
+                  step=lambda v: parse_step(v or 1), step_dates=_step_dates)
+    return {name: check(raw.get(name)) for name, check in checks.items() if not only_given or name in raw}
 
 
 _CJK_PUNCT = "，。、；：？！“”‘’（）《》〔〕【】"
@@ -453,10 +428,6 @@ def _clean_description(value: Any) -> str:
     """Join lines; YAML folding leaves spaces after Chinese punctuation that nobody typed."""
     text = re.sub(r"\s*\n\s*", "", str(value or "")).strip()
     return re.sub(rf"(?<=[{_CJK_PUNCT}])[ \t]+|[ \t]+(?=[{_CJK_PUNCT}])", "", text)
-
-
-def _json(value) -> str:
-    return json.dumps(value, ensure_ascii=False)
 
 
 __all__ = ["FORMATS", "STEPS", "LINK_KINDS", "Topic", "TopicLink", "TopicService", "ImportReport",

@@ -92,7 +92,7 @@ def test_first_use_inside_a_transaction_does_not_commit_it(kb_home, embedder):
     with pytest.raises(RuntimeError):
         with kb.store.transaction() as conn:
             conn.execute("INSERT INTO settings(key, value) VALUES('probe', '1')")
-            kb.notes  # creates the notes table
+            kb.notes  # the table comes with the migrations; opening the notes writes nothing
             raise RuntimeError("roll back")
     assert kb.store.get_setting("probe") is None
 
@@ -189,7 +189,7 @@ def test_note_is_orphaned_not_lost_when_its_passage_is_deleted(staff, expert, do
     assert (still.status, still.start) == ("anchored", kept.start)
     assert len(expert.notes.find()) == 2
     entry = staff.audit_log(target_type="document")[0]
-    assert entry.action == "note_reanchor" and entry.detail["orphaned_ids"] == [gone.note_id]
+    assert entry.action == "note.reanchor" and entry.detail["orphaned_ids"] == [gone.note_id]
 
 
 def test_notes_of_a_removed_document_are_orphaned_and_come_back(staff, expert, doc_id, folder, tmp_path):
@@ -205,6 +205,26 @@ def test_notes_of_a_removed_document_are_orphaned_and_come_back(staff, expert, d
     staff.index([folder])
     back = expert.notes.get(note.note_id)
     assert back.status == "reanchored" and points_at_quote(staff, back)
+
+
+def test_notes_and_topic_links_follow_a_renamed_file(staff, expert, doc_id, folder):
+    note = expert.notes.add(doc_id, SAMPLES, stance="支持", text="留样规定好")
+    reply = staff.notes.reply(note.note_id, "同意")
+    topic = staff.topics.add("老年助餐提质扩面", keywords=["助餐"])
+    staff.topics.link(topic.topic_id, "consultation", doc_id=doc_id)
+    (folder / "助餐办法.txt").rename(folder / "青溪市社区助餐服务办法.txt")  # same text, new file name
+    report = staff.index([folder])
+    new_id = report.moved[doc_id]
+    assert new_id != doc_id and [d.doc_id for d in staff.documents()] == [new_id]
+    moved = expert.notes.get(note.note_id)
+    assert (moved.doc_id, moved.status, moved.start, moved.end) == (new_id, "anchored", note.start, note.end)
+    assert points_at_quote(staff, moved) and [r.note_id for r in moved.replies] == [reply.note_id]
+    assert expert.notes.find(orphaned=True) == [] and expert.notes.find(doc_id=new_id) == [moved]
+    assert [link.doc_id for link in staff.topics.get(topic.topic_id).links] == [new_id]
+    [entry] = staff.audit_log(action="document.move")
+    assert (entry.user, entry.target_id) == ("王干事", new_id)
+    assert entry.detail == {"from_doc_id": doc_id, "notes": 2, "topic_links": 1}  # the note and its reply
+    assert not staff.audit_log(action="note.reanchor")  # the text is the same: nothing to look up again
 
 
 def test_an_edited_repeated_sentence_keeps_its_own_place(staff, expert, doc_id, folder):
@@ -331,7 +351,7 @@ def test_export_then_import_is_faithful_and_idempotent(staff, expert, kb_home, e
     second = target.notes.import_file(out)
     assert (second.imported, second.already_present) == (0, 3)
     assert len(target.notes.find()) == 2
-    assert [e.action for e in target.audit_log(target_type="note")] == ["note_import"]
+    assert [e.action for e in target.audit_log(target_type="note")] == ["note.import"]
 
 
 def test_imported_notes_on_missing_documents_are_kept_as_orphans(expert, doc_id, tmp_path, embedder):
@@ -395,7 +415,7 @@ from kb.knowledge_base import KnowledgeBase
 
 home, doc_id, user, count, go = sys.argv[1:]
 kb = KnowledgeBase(home, embedder=HashingEmbedder(64), user=user, role="expert")
-kb.notes  # schema in place before the race starts
+kb.notes.find()  # database opened and migrated before the race starts
 Path(f"{go}.{user}").touch()
 while not Path(go).exists():
     time.sleep(0.002)
@@ -422,7 +442,7 @@ def test_concurrent_writers_lose_no_notes(expert, kb_home, doc_id, tmp_path):
         texts = {n.text for n in expert.notes.find(author=user)}
         assert texts == {f"{user} 第{i}条" for i in range(per_writer)}
     assert len(expert.notes.find()) == len(writers) * per_writer
-    adds = [e for e in expert.audit_log(target_type="note", limit=10_000) if e.action == "note_add"]
+    adds = expert.audit_log(action="note.add", limit=10_000)
     assert len(adds) == len(writers) * per_writer and {e.user for e in adds} == set(writers)
 
 

@@ -1,14 +1,19 @@
 """Briefing packs: drafting from the sample corpus, exact citations, thin sections, editing,
 versions, roles and missing sources."""
+import os
 import re
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from indexer.embedding import HashingEmbedder
 from kb.briefing import (MAX_NOTE_CHARS, MAX_QUOTE_CHARS, SECTION_KEYS, InvalidPackEdit, PackNotFound,
-                         core_title, draft_sections, passage_span, topic_queries)
-from kb.errors import PermissionDenied
+                         Relevance, core_title, draft_sections, passage_span, topic_queries)
+from kb.errors import PermissionDenied, StaleEdit
 from kb.knowledge_base import KnowledgeBase
 
 from .conftest import REPO
@@ -146,17 +151,16 @@ def test_a_section_without_material_is_thin_not_padded(mini):
     assert not policy.thin or "仅有" in policy.note
 
 
-def test_weak_hits_are_never_taken(mini, monkeypatch):
-    real = mini.search
-
+def test_weak_hits_are_never_taken(mini):
     def only_weak(query, top_k=None, mode="hybrid", filters=None, **kw):
-        hits = real(query, top_k=top_k, mode=mode, filters=filters)
+        hits = mini.search(query, top_k=top_k, mode=mode, filters=filters)
         for hit in hits:
             hit.weak = True
         return hits
 
-    monkeypatch.setattr(mini, "search", only_weak)
-    sections, _ = draft_sections(mini, mini.topics.get("zc"))
+    topic = mini.topics.get("zc")
+    sections, _ = draft_sections(topic, search=only_weak, document=mini.document, user="王静",
+                                 relevance=Relevance(topic, mini.tokenizer.tokenize, mini.store))
     assert all(not s.items for s in sections)
     assert sections[0].found["weak"] > 0 and "弱相关" in sections[0].note
 
@@ -298,3 +302,118 @@ def test_members_read_and_export_but_cannot_edit(mini, kb_home, tmp_path):
     result = member.packs.export("zc", "md", tmp_path / "out.md")
     assert result.path.exists()
     assert member.audit_log(target_type="pack")[0].action == "pack.export"
+
+
+# -- versions: stale edits and many writers ---------------------------------------------
+def test_an_edit_on_an_outdated_version_is_refused_and_changes_nothing(mini, kb_home):
+    pack = mini.packs.draft("zc")
+    first, second = pack.sections[0].items[:2]
+    other = open_kb(kb_home, user="张力")
+    other.packs.note("zc", first.item_id, "张力的按语", expected_version=1)
+    before = other.packs.get("zc")
+    audit_before = len(mini.audit_log(target_type="pack", target_id="zc"))
+    doc = mini.documents("case")[0]
+    hit = next(h for h in mini.search("多式联运 集装箱", top_k=5) if h.doc_type == "case")
+    stale_edits = {
+        "add_hit": lambda: mini.packs.add_hit("zc", hit, expected_version=1),
+        "add_span": lambda: mini.packs.add_span("zc", doc.doc_id, 0, 20, section="case", expected_version=1),
+        "drop": lambda: mini.packs.drop("zc", second.item_id, expected_version=1),
+        "move": lambda: mini.packs.move("zc", second.item_id, section="case", expected_version=1),
+        "reorder": lambda: mini.packs.reorder("zc", "policy", [second.item_id], expected_version=1),
+        "note": lambda: mini.packs.note("zc", first.item_id, "王静的按语", expected_version=1),
+        "mark_key": lambda: mini.packs.mark_key("zc", first.item_id, expected_version=1),
+        "draft": lambda: mini.packs.draft("zc", expected_version=1),
+    }
+    for name, edit in stale_edits.items():
+        with pytest.raises(StaleEdit) as caught:
+            edit()
+        message = caught.value.user_message()
+        assert message.startswith(f"该汇编已被 张力 于 {before.created_at.replace('T', ' ')} 修改（第 2 版），"
+                                  "请刷新后再改"), (name, message)
+    after = mini.packs.get("zc")
+    assert after.version == 2 and after.to_json() == before.to_json()
+    assert len(mini.audit_log(target_type="pack", target_id="zc")) == audit_before
+    assert mini.packs.mark_key("zc", first.item_id, expected_version=2).version == 3  # the current version is fine
+
+
+def test_an_edit_that_expects_no_pack_is_refused_once_someone_drafted(mini, kb_home):
+    open_kb(kb_home, user="张力").packs.draft("zc")
+    doc = mini.documents("policy")[0]
+    with pytest.raises(StaleEdit, match="第 1 版"):
+        mini.packs.add_span("zc", doc.doc_id, 0, 20, expected_version=0)
+    assert mini.packs.get("zc").version == 1
+
+
+def test_cli_pack_edits_take_the_version_they_were_made_on(mini, kb_home, capsys):
+    from kb.cli import main
+
+    mini.packs.draft("zc")
+    home = ["--home", str(kb_home), "--user", "王静"]
+    assert main(["pack", "note", "zc", "1.1", "先读这一条", "--version", "1", *home]) == 0
+    capsys.readouterr()
+    assert main(["pack", "key", "zc", "1.1", "--version", "1", *home]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("错误：该汇编已被 王静 于") and "（第 2 版），请刷新后再改" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not mini.packs.get("zc").sections[0].items[0].key
+
+
+PACK_WRITER = r"""
+import sys, time
+from pathlib import Path
+from indexer.embedding import HashingEmbedder
+from kb.knowledge_base import KnowledgeBase
+
+home, user, item, count, go = sys.argv[1:]
+kb = KnowledgeBase(home, embedder=HashingEmbedder(64), model="hashing:64", user=user, role="staff")
+kb.packs.get("zc")  # everything opened before the race starts
+Path(f"{go}.{user}").touch()
+while not Path(go).exists():
+    time.sleep(0.002)
+for i in range(int(count)):
+    kb.packs.note("zc", item, f"{user} 第{i}次")
+"""
+
+
+def test_two_processes_editing_one_pack_at_once_lose_no_version(mini, kb_home, tmp_path):
+    pack = mini.packs.draft("zc")
+    items = {"王静": pack.sections[0].items[0].item_id, "张力": pack.sections[0].items[1].item_id}
+    per_writer = 20
+    go = tmp_path / "go"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen([sys.executable, "-c", PACK_WRITER, str(kb_home), user, item, str(per_writer), str(go)],
+                              cwd=REPO, env=env, stderr=subprocess.PIPE, text=True) for user, item in items.items()]
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{go}.{user}").exists() for user in items):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a writer failed to start"
+        time.sleep(0.02)
+    go.touch()
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    history = mini.packs.history("zc")
+    assert [v.version for v in history] == list(range(2 * per_writer + 1, 0, -1))
+    notes = mini.audit_log(target_type="pack", target_id="zc", action="pack.note", limit=None)
+    assert len(notes) == 2 * per_writer
+    for user, item_id in items.items():
+        written = [v.detail["new"] for v in reversed(history) if v.user == user and v.detail.get("item") == item_id]
+        assert written == [f"{user} 第{i}次" for i in range(per_writer)]  # every edit, in the order made
+        assert sum(e.user == user for e in notes) == per_writer
+    # each version carries the other writer's latest note: no edit was made on a stale copy
+    latest = {}
+    for version in range(2, 2 * per_writer + 2):
+        saved = {i.item_id: i.note for _, _, i in mini.packs.get("zc", version).items()}
+        entry = next(v for v in history if v.version == version)
+        latest[entry.detail["item"]] = entry.detail["new"]
+        assert all(saved[item_id] == note for item_id, note in latest.items()), version
+    final = mini.packs.get("zc")
+    assert final.sections[0].items[0].note == f"王静 第{per_writer - 1}次"
+    assert final.sections[0].items[1].note == f"张力 第{per_writer - 1}次"
+
+
+def test_the_briefing_package_has_no_import_circles():
+    probe = ("import sys, kb.exports; assert not any(m.startswith('kb.briefing') for m in sys.modules), 'exports';"
+             "import kb.briefing; assert 'kb.knowledge_base' not in sys.modules, 'briefing'")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 0, proc.stderr

@@ -65,6 +65,8 @@ def test_command_examples_run(tmp_path, capsys, monkeypatch):
             line = line.replace(name, value)
         line = line.replace("--model DIR", "--model hashing:64")
         argv = shlex.split(line)[1:] + ["--home", str(home)]
+        if argv[0] in ("backup", "restore"):  # backups too
+            argv[1] = str(tmp_path / argv[1])
         if "--out" in argv:  # exports land in the test's folder, not the repository
             at = argv.index("--out") + 1
             argv[at] = str(tmp_path / argv[at])

@@ -201,3 +201,27 @@ def test_app_wires_search_to_builder(topic_kb, embedder):
     builder.cards()[0].buttons["open"].click()  # 打开原文 from the pack goes to the viewer in 检索
     assert app.panels["viewer"].doc_id == builder.cards()[0].item.doc_id
     assert app.tabs.selected_index == 0
+
+
+def test_an_edit_on_a_version_someone_else_changed_is_refused_then_the_pack_reloads(topic_kb, embedder):
+    builder = BriefingBuilder(topic_kb)
+    builder.draft()
+    first = builder.cards()[0].item
+    other_user(topic_kb, "李娜", "staff", embedder).packs.mark_key("zhucan", first.item_id)
+    builder.cards()[0].buttons["edit"].click()
+    builder.note_box.value = "请关注补贴标准"
+    builder.save_note_button.click()
+    assert builder.status_kind == "error", builder.status
+    assert "该汇编已被 李娜 于" in builder.status and "（第 2 版），请刷新后再改" in builder.status
+    assert builder.version == builder.latest_version == 2 and builder.cards()[0].item.key  # reloaded
+    assert builder.editing_item == first.item_id and builder.note_box.value == "请关注补贴标准"  # not lost
+    assert topic_kb.packs.get("zhucan").sections[0].items[0].note == ""
+    builder.save_note_button.click()  # now made on the latest version
+    assert builder.status_kind == "success" and builder.version == 3
+    assert topic_kb.packs.get("zhucan").sections[0].items[0].note == "请关注补贴标准"
+
+    other_user(topic_kb, "李娜", "staff", embedder).packs.drop("zhucan", "1.2")
+    count = builder.item_count
+    builder.cards()[0].buttons["drop"].click()
+    assert "（第 4 版），请刷新后再改" in builder.status and builder.item_count == count - 1
+    assert topic_kb.packs.get("zhucan").version == 4

@@ -160,9 +160,20 @@ def _m2_generations_and_versions(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS audit_at ON audit_log(at)")
 
 
+# Audit actions from before every action was named `target.verb` (see `kb.audit.ACTION_LABELS`).
+_OLD_ACTION_NAMES = {"index": "document.index", "note_add": "note.add", "note_reply": "note.reply",
+                     "note_import": "note.import", "note_reanchor": "note.reanchor"}
+
+
+def _m3_audit_action_names(conn: sqlite3.Connection) -> None:
+    for old, new in _OLD_ACTION_NAMES.items():
+        conn.execute("UPDATE audit_log SET action=? WHERE action=?", (new, old))
+
+
 Migration = tuple[int, str, Callable[[sqlite3.Connection], None]]
 MIGRATIONS: list[Migration] = [
     (1, "documents, chunks, topics, packs, notes, audit (the schema before migrations)", _m1_baseline),
     (2, "chunk generations, resumable documents, topic versions", _m2_generations_and_versions),
+    (3, "audit actions named target.verb", _m3_audit_action_names),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -5,18 +5,11 @@ import pandas as pd
 
 from ._common import esc, shorten
 
-STANCES = ("支持", "质疑", "补充", "存疑")
-STANCE_CSS = {"支持": "support", "质疑": "challenge", "补充": "supplement", "存疑": "doubt"}
-
-
-def notes_api(kb):
-    """`kb.notes`, or None while the knowledge base has no annotations module."""
-    return getattr(kb, "notes", None)
+from kb.annotations import STANCE_CSS, STANCES  # noqa: F401  (widgets import them from here)
 
 
 def notes_for_document(kb, doc_id: str) -> list:
-    notes = notes_api(kb)
-    return notes.find(doc_id=doc_id) if notes is not None else []
+    return kb.notes.find(doc_id=doc_id)
 
 
 def _when(value) -> str:

@@ -1,5 +1,9 @@
 """调研资料汇编: choose or create a topic, auto-draft its briefing pack, edit the items
-(drop, move, reorder, editor's notes, key reading), open earlier versions and export."""
+(drop, move, reorder, editor's notes, key reading), open earlier versions and export.
+
+Every edit names the version it was made on (the latest one the panel has shown). When
+someone else saved a newer version meanwhile, the library refuses the edit (`StaleEdit`);
+the panel says so in its status line and reloads, keeping an editor's note being written."""
 from __future__ import annotations
 
 import datetime as dt
@@ -12,11 +16,12 @@ from traitlets import Int, Unicode
 
 from indexer.errors import KBError
 from kb.briefing import SECTIONS, PackNotFound
+from kb.errors import StaleEdit
 from kb.topics import FORMATS, STEPS
 
 from ._common import (Panel, action, button, compact, css, download_link, esc, heading, passage_label, shorten,
                       table_html)
-from ._notes import STANCE_CSS, notes_api
+from ._notes import STANCE_CSS
 
 CHINESE_NUMBERS = "一二三四五"
 EXPORTS = (("docx", "Word"), ("pdf", "PDF"), ("html", "网页"), ("md", "Markdown"))
@@ -197,7 +202,9 @@ class BriefingBuilder(Panel):
     @action("正在自动起草，请稍候…")
     def draft(self):
         """Draft (or redraft) the pack; hand-made items are kept by the library."""
-        pack = self.kb.packs.draft(self._require_topic())
+        pack = self._edit(self.kb.packs.draft)
+        if pack is None:
+            return None
         self._show(pack)
         thin = [s.label for s in pack.sections if s.thin]
         self.set_status(f"已起草第 {pack.version} 版，共 {pack.item_count} 条"
@@ -211,7 +218,11 @@ class BriefingBuilder(Panel):
             for s_no, pos, item in self.pack.items():
                 if (item.doc_id, item.start, item.end) == (hit.doc_id, hit.start, hit.end):
                     raise KBError(f"这段文字已在资料汇编中（{s_no}.{pos}）", hint="可在「调研资料汇编」中调整位置")
-        pack = self.kb.packs.add_hit(topic_id, hit)
+        try:
+            pack = self.kb.packs.add_hit(topic_id, hit, expected_version=self.latest_version)
+        except StaleEdit:
+            self._open_topic(topic_id)  # the search panel shows the message; a second click adds to the latest
+            raise
         self._show(pack)
         section = next(s.label for s in pack.sections if any(i.doc_id == hit.doc_id and i.start == hit.start
                                                                 for i in s.items))
@@ -337,10 +348,9 @@ class BriefingBuilder(Panel):
         return card
 
     def _expert_notes_line(self, item) -> str:
-        api = notes_api(self.kb)
-        if api is None or item.source_status == "missing":
+        if item.source_status == "missing":
             return ""
-        notes = api.for_span(item.doc_id, item.start, item.end)
+        notes = self.kb.notes.for_span(item.doc_id, item.start, item.end)
         if not notes:
             return ""
         badges = "".join(f'<span class="xs-badge xs-stance-{STANCE_CSS.get(n.stance, "other")}">{esc(n.stance)}</span>'
@@ -400,6 +410,24 @@ class BriefingBuilder(Panel):
         self.note_box.value = item.note
         self.editor.layout.display = "flex"
 
+    def _edit(self, method: Callable, *args, **kwargs):
+        """`method(topic, *args, **kwargs)` of `kb.packs`, made on the latest version shown. On `StaleEdit`
+        say so, reload the latest version and return None; a note being written stays in the editor."""
+        topic_id = self._require_topic()
+        try:
+            return method(topic_id, *args, expected_version=self.latest_version, **kwargs)
+        except StaleEdit as exc:
+            editing, typed = self.editing_item, self.note_box.value
+            self._open_topic(topic_id)
+            if editing and self.pack is not None:
+                try:
+                    self.edit_item(editing)
+                    self.note_box.value = typed
+                except KBError:
+                    pass  # the item is gone in the latest version; nothing to reopen
+            self.set_status(exc.user_message(), "error")
+            return None
+
     def _edited(self, pack, message: str) -> None:
         self._show(pack)
         if self.editing_item:
@@ -411,19 +439,23 @@ class BriefingBuilder(Panel):
 
     @action()
     def move_item(self, item_id: str, *, section: str | None = None, position: int | None = None):
-        pack = self.kb.packs.move(self._require_topic(), item_id, section=section, position=position)
-        self._edited(pack, pack.change)
+        pack = self._edit(self.kb.packs.move, item_id, section=section, position=position)
+        if pack is not None:
+            self._edited(pack, pack.change)
         return pack
 
     @action()
     def mark_key(self, item_id: str, key: bool = True):
-        pack = self.kb.packs.mark_key(self._require_topic(), item_id, key)
-        self._edited(pack, pack.change)
+        pack = self._edit(self.kb.packs.mark_key, item_id, key)
+        if pack is not None:
+            self._edited(pack, pack.change)
         return pack
 
     @action()
     def drop_item(self, item_id: str):
-        pack = self.kb.packs.drop(self._require_topic(), item_id)
+        pack = self._edit(self.kb.packs.drop, item_id)
+        if pack is None:
+            return None
         if self.editing_item == item_id:
             self._close_editor()
         self._edited(pack, pack.change + "（可在「版本」中打开上一版找回）")
@@ -433,15 +465,17 @@ class BriefingBuilder(Panel):
     def save_note(self):
         if not self.editing_item:
             raise KBError("没有正在编辑的条目", hint="在条目下点「编者按 / 移动」")
-        pack = self.kb.packs.note(self._require_topic(), self.editing_item, self.note_box.value)
-        self._edited(pack, pack.change)
+        pack = self._edit(self.kb.packs.note, self.editing_item, self.note_box.value)
+        if pack is not None:
+            self._edited(pack, pack.change)
         return pack
 
     @action()
     def reorder(self, section: str, order: list[str]):
         """Put a section's items in `order` (item ids)."""
-        pack = self.kb.packs.reorder(self._require_topic(), section, order)
-        self._edited(pack, pack.change)
+        pack = self._edit(self.kb.packs.reorder, section, order)
+        if pack is not None:
+            self._edited(pack, pack.change)
         return pack
 
     # -- export --------------------------------------------------------------------------

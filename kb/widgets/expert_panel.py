@@ -6,10 +6,11 @@ from typing import Callable
 import ipywidgets as widgets
 from traitlets import Int, List, Unicode
 
+from kb.annotations import STANCES
 from kb.errors import InvalidNote
 
 from ._common import Panel, action, button, css, esc, heading, passage_label, shorten, table_html
-from ._notes import STANCES, note_html, notes_table
+from ._notes import note_html, notes_table
 
 ALL = ""
 SCOPE_ALL, SCOPE_DOC = "all", "doc"
