@@ -280,10 +280,16 @@ def test_backup_while_notes_are_written_then_restore_searches_identically(indexe
 
 
 # -- small defects found on the way ----------------------------------------------------------
-def test_broken_pipe_prints_no_traceback(indexed):
-    done = subprocess.run(f"{sys.executable} -m kb.cli documents --home {indexed} | head -1", shell=True,
+def test_broken_pipe_prints_no_traceback(kb_home, tmp_path):
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "细则.txt").write_text(big_regulation(3000), encoding="utf-8")  # far more than a pipe buffer
+    assert kb(kb_home, "index", str(folder), "--quiet").returncode == 0
+    doc_id = kb(kb_home, "documents").stdout.split()[0]
+    done = subprocess.run(f"{sys.executable} -m kb.cli show {doc_id} --home {kb_home} | head -1", shell=True,
                           capture_output=True, text=True, env={**os.environ, "KB_MODEL": "hashing:64"}, cwd=REPO)
-    assert "Traceback" not in done.stderr and done.stdout.count("\n") == 1
+    assert done.stdout.startswith("青溪市助餐服务实施细则") and done.stdout.count("\n") == 1
+    assert done.stderr == ""
 
 
 def test_nul_byte_past_the_first_4kb_is_refused(kb_home, tmp_path):
@@ -321,3 +327,12 @@ def index_paths_with_batch(base: KnowledgeBase, folder: Path, batch: int):
     from indexer.build import index_paths
 
     return index_paths(base.store, base.embedder, [folder], tokenizer=base.tokenizer, batch_chunks=batch)
+
+
+def test_processes_opening_a_new_knowledge_base_at_once_all_succeed(kb_home):
+    code = "import sys; from kb.storage import Database; Database(sys.argv[1]).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(kb_home)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    assert [(p.wait(timeout=120), p.stderr.read()) for p in procs] == [(0, "")] * 8
+    conn = sqlite3.connect(kb_home / "kb.sqlite")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

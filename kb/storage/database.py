@@ -13,6 +13,7 @@ its write), and is retried from the start when another process holds the lock.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import sqlite3
@@ -100,17 +101,32 @@ class Database:
         self.home = Path(home)
         self.path = self.home / DB_FILE
         self.backup_path: Path | None = None  # the copy taken before the last migration
-        if not self.path.exists():
-            self._create_or_refuse(create)
-        else:
-            check_file(self.path)
+        if not self.path.exists() and not create:
+            self._create_or_refuse(create)  # raises, and creates nothing
+        if not self.home.is_dir():
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Creating and migrating happen under a lock, so a second process never sees a file half made.
+        with self._opening_lock():
+            if not self.path.exists():
+                self._create_or_refuse(create)
+            else:
+                check_file(self.path)
+            try:
+                self.conn = _connect(self.path)
+                self._check_and_migrate()
+            except sqlite3.DatabaseError as exc:
+                if is_busy(exc):
+                    raise IndexLocked(f"知识库 {self.home} 正忙（{exc}）", hint="稍等片刻再试一次") from exc
+                raise DatabaseDamaged(f"{self.path} 已损坏（{exc}）", hint=_restore_hint(self.path)) from exc
+
+    @contextmanager
+    def _opening_lock(self) -> Iterator[None]:
+        fd = os.open(self.home / ".open.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            self.conn = _connect(self.path)
-            self._check_and_migrate()
-        except sqlite3.DatabaseError as exc:
-            if is_busy(exc):
-                raise IndexLocked(f"知识库 {self.home} 正忙（{exc}）", hint="稍等片刻再试一次") from exc
-            raise DatabaseDamaged(f"{self.path} 已损坏（{exc}）", hint=_restore_hint(self.path)) from exc
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def _create_or_refuse(self, create: bool) -> None:
         leftovers = [name for name in _KB_MARKERS if (self.home / name).exists()]
@@ -120,7 +136,6 @@ class Database:
                                   hint=_restore_hint(self.path))
         if not create:
             raise DatabaseDamaged(f"{self.home} 里还没有知识库（还没有索引过任何文件）", hint="先运行 kb index 文件夹，或检查 --home / KB_HOME")
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         _create_private(self.path)
 
     # -- schema -------------------------------------------------------------
@@ -145,6 +160,8 @@ class Database:
             if number <= version:
                 continue
             with self.transaction() as tx:
+                if tx.execute("PRAGMA user_version").fetchone()[0] >= number:
+                    continue  # another process applied it meanwhile
                 apply(tx)
                 tx.execute(f"PRAGMA user_version={number}")
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
