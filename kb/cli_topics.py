@@ -267,7 +267,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("title")
     p.add_argument("--id", help="议题编号（默认由标题生成）")
     topic_fields(p)
-    p.set_defaults(func=cmd_topic_add)
+    p.set_defaults(func=cmd_topic_add, creates_kb=True)
 
     p = topic.add_parser("list", parents=[common], help="列出议题")
     p.add_argument("--year", type=int)
@@ -303,7 +303,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
     p = topic.add_parser("import", parents=[common], help="从 YAML 导入议题（可重复运行）")
     p.add_argument("file")
-    p.set_defaults(func=cmd_topic_import)
+    p.set_defaults(func=cmd_topic_import, creates_kb=True)
 
     pack = subparsers.add_parser("pack", help="调研资料汇编：起草、查看、编辑、导出").add_subparsers(
         dest="pack_command", required=True)

@@ -360,3 +360,28 @@ def test_app_login_and_panels_talk(kb_home, embedder, corpus):
 
     app.switch_button.click()
     assert not app.logged_in and app.body.children == (app.login_box,)
+
+
+def test_app_on_a_damaged_database_says_so_and_does_not_replace_it(kb_home, embedder, corpus):
+    seed = KnowledgeBase(kb_home, embedder=embedder)
+    seed.index([corpus])
+    seed.close()
+    (kb_home / "kb.sqlite").write_bytes(b"")
+    app = ResearchApp(kb_home, embedder=embedder, tabs=(TAB_SEARCH,))
+    assert app.status_kind == "error" and "kb.sqlite" in app.status and "空文件" in app.status
+    assert app.enter_button.disabled and (kb_home / "kb.sqlite").stat().st_size == 0
+
+
+def test_indexing_panel_progress_moves_inside_a_big_file(kb_home, embedder, tmp_path):
+    folder = tmp_path / "big"
+    folder.mkdir()
+    body = "\n".join(f"第{n}条 社区食堂每餐补贴{n % 5 + 1}元，送餐上门由街道统筹。" for n in range(1, 700))
+    (folder / "细则.txt").write_text("青溪市助餐细则（样例）\n" + body, encoding="utf-8")
+    panel = IndexingPanel(KnowledgeBase(kb_home, embedder=embedder))
+    values, labels = [], []
+    panel.progress.observe(lambda change: values.append(change["new"]), "value")
+    panel.progress_label.observe(lambda change: labels.append(change["new"]), "value")
+    panel.folder_box.value = str(folder)
+    panel.index_button.click()
+    assert panel.status_kind == "success", panel.status
+    assert any(0 < v < 1 for v in values) and any("（256/700 段）" in label for label in labels), labels
