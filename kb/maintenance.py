@@ -20,7 +20,7 @@ from indexer.store import MANIFEST, IndexFiles, make_private
 
 from .errors import BackupError, StorageError
 from .roles import User
-from .storage import DB_FILE, SCHEMA_VERSION, Database, Store
+from .storage import DB_FILE, SCHEMA_VERSION, Database, Store, check_backup_file
 from .storage import audit as audit_rows
 
 BACKUP_INFO = "backup.json"
@@ -169,11 +169,9 @@ def restore(backup_dir: str | os.PathLike, home: str | os.PathLike, user: User, 
     if not (src / DB_FILE).exists() or not info_path.exists():
         raise BackupError(f"{src} 不是 kb backup 写出的备份（缺少 {DB_FILE} 或 {BACKUP_INFO}）",
                           hint="指定 kb backup 生成的文件夹")
-    checked = Database(src, create=False)  # a damaged or newer backup is refused before anything moves
-    problems = checked.integrity_problems()
-    checked.close()
+    problems = check_backup_file(src / DB_FILE)  # a damaged or newer backup is refused before anything moves
     if problems:
-        raise BackupError(f"备份 {src / DB_FILE} 已损坏：{problems[0]}", hint="换一份备份")
+        raise BackupError(f"备份 {src / DB_FILE} 不能使用：{problems[0]}", hint="换一份备份")
     existing = [p for p in home.iterdir() if not p.name.startswith(".before-restore-")] if home.is_dir() else []
     if existing and not force:
         raise BackupError(f"{home} 里已经有知识库文件", hint="加 --force 覆盖（原有文件会移到 .before-restore-时间 文件夹，不会删除）")

@@ -336,3 +336,20 @@ def test_processes_opening_a_new_knowledge_base_at_once_all_succeed(kb_home):
     assert [(p.wait(timeout=120), p.stderr.read()) for p in procs] == [(0, "")] * 8
     conn = sqlite3.connect(kb_home / "kb.sqlite")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_restore_leaves_the_backup_unchanged_and_refuses_a_damaged_one(indexed, tmp_path):
+    backup_dir = tmp_path / "bk"
+    assert kb(indexed, "backup", str(backup_dir)).returncode == 0
+    conn = sqlite3.connect(backup_dir / "kb.sqlite")
+    conn.execute("PRAGMA user_version=1")  # a backup written by the version before
+    conn.commit()
+    conn.close()
+    before = {p.name: p.read_bytes() for p in backup_dir.rglob("*") if p.is_file()}
+    assert kb(tmp_path / "restored", "restore", str(backup_dir)).returncode == 0
+    assert {p.name: p.read_bytes() for p in backup_dir.rglob("*") if p.is_file()} == before
+    assert results(tmp_path / "restored") == results(indexed)  # the restored copy was migrated, not the backup
+    with (backup_dir / "kb.sqlite").open("r+b") as fh:
+        fh.write(b"garbage" * 10)
+    line = one_error_line(kb(tmp_path / "again", "restore", str(backup_dir)))
+    assert "不能使用" in line and not (tmp_path / "again" / "kb.sqlite").exists()

@@ -5,8 +5,8 @@ retries; `Store` keeps documents and chunks and publishes the search files; the
 other modules hold the rows of topics, packs, notes and the audit log. Domain
 services get a `Database` (and the functions they need) from `KnowledgeBase`.
 """
-from .database import DB_FILE, Database
+from .database import DB_FILE, Database, check_backup_file
 from .documents import Piece, Store
 from .migrations import SCHEMA_VERSION
 
-__all__ = ["DB_FILE", "Database", "Piece", "SCHEMA_VERSION", "Store"]
+__all__ = ["DB_FILE", "Database", "check_backup_file", "Piece", "SCHEMA_VERSION", "Store"]

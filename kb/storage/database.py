@@ -66,6 +66,23 @@ def check_file(path: Path) -> None:
                               hint=_restore_hint(path))
 
 
+def check_backup_file(path: Path) -> list[str]:
+    """Problems of a database file opened read-only (a backup is never migrated or changed in place)."""
+    try:
+        check_file(path)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)  # no -wal/-shm beside a backup
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                return [f"格式版本 {version} 比本程序支持的 {SCHEMA_VERSION} 新（请先升级本程序）"]
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check(5)")]
+        finally:
+            conn.close()
+    except (DatabaseDamaged, sqlite3.DatabaseError) as exc:
+        return [str(exc)]
+    return [] if rows == ["ok"] else rows
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                            check_same_thread=False)
