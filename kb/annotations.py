@@ -33,6 +33,7 @@ from .roles import ROLES, User
 from .storage import audit
 from .storage import notes as rows
 from .storage.database import Connection, Database
+from .textsafety import csv_cell, from_csv_cell, strip_bidi_all
 
 if TYPE_CHECKING:
     from .documents import Document
@@ -369,15 +370,17 @@ class Notes:
                        "exported_by": self.user.name, "knowledge_base": str(self.home.resolve()),
                        "count": len(notes),
                        "notes": [dict(n.as_dict(), title=titles.get(n.doc_id)) for n in notes]}
-            content = json.dumps(payload, ensure_ascii=False, indent=1)
+            content = json.dumps(strip_bidi_all(payload), ensure_ascii=False, indent=1)
         elif fmt == "csv":
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
             writer.writeheader()
             for note in notes:
-                writer.writerow(dict(asdict(note), parent_id="", title=titles.get(note.doc_id, "")))
-                for reply in note.replies:
-                    writer.writerow(dict(asdict(reply), doc_id=note.doc_id, title=titles.get(note.doc_id, "")))
+                rows_out = [dict(asdict(note), parent_id="", title=titles.get(note.doc_id, ""))]
+                rows_out += [dict(asdict(reply), doc_id=note.doc_id, title=titles.get(note.doc_id, ""))
+                             for reply in note.replies]
+                for row in rows_out:
+                    writer.writerow({key: csv_cell(value) for key, value in row.items()})
             # A byte-order mark makes Excel read the file as UTF-8 instead of the local code page.
             content = "\ufeff" + buffer.getvalue()
         else:
@@ -487,7 +490,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict]]:
     reader = csv.DictReader(io.StringIO(raw))
     if not reader.fieldnames or "note_id" not in reader.fieldnames:
         raise LoadError(path, "CSV 缺少 note_id 列", hint="导入文件应是 kb note export --format csv 生成的文件")
-    return [(n, row) for n, row in enumerate(reader, start=2)]
+    return [(n, {key: from_csv_cell(value) for key, value in row.items()}) for n, row in enumerate(reader, start=2)]
 
 
 def _int_or_none(value) -> int | None:

@@ -18,6 +18,9 @@ from indexer.build import SENTENCE_STAGE
 from indexer.errors import KBError
 from indexer.metadata import DOC_TYPES
 
+from .cli_args import (DOC_TYPE_HELP, MAX_TOP, ChineseArgumentParser, date_value, doc_type_value, int_between,
+                       seconds_value, year_value)
+from .errors import InvalidQuery, KnowledgeBaseExists
 from .knowledge_base import KnowledgeBase
 from .search import MODES, SearchFilters
 
@@ -81,11 +84,12 @@ def cmd_index(args) -> int:
 
 
 def cmd_search(args) -> int:
+    query = " ".join(args.query)  # `kb search 助餐 补贴` needs no quotes
     kb = open_kb(args)
     filters = SearchFilters(doc_types=args.type or [], issuer=args.issuer, level=args.level, region=args.region,
                             date_from=args.date_from, date_to=args.date_to, in_force_only=args.in_force,
                             tags=args.tag or [])
-    hits = kb.search(args.query, top_k=args.top, mode=args.mode, filters=filters)
+    hits = kb.search(query, top_k=args.top, mode=args.mode, filters=filters)
     if args.json:
         print_json([h.as_dict() for h in hits])
         return EXIT_OK
@@ -93,10 +97,10 @@ def cmd_search(args) -> int:
         if not filters.is_empty() and not kb.searcher.allowed_chunks(filters):
             print(f"筛选条件（{filters.describe()}）没有匹配任何文档。放宽或去掉筛选条件再试。")
         else:
-            print(f"没有找到与“{args.query}”相关的材料。可以换个说法、减少筛选条件，或确认相关文件已索引。")
+            print(f"没有找到与“{query}”相关的材料。可以换个说法、减少筛选条件，或确认相关文件已索引。")
         return EXIT_OK
     if all(hit.weak for hit in hits):
-        print(f"知识库里没有明确谈到“{args.query}”的材料，以下只是弱相关的结果：")
+        print(f"知识库里没有明确谈到“{query}”的材料，以下只是弱相关的结果：")
     for n, hit in enumerate(hits, start=1):
         weak = "（弱相关）" if hit.weak else ""
         print(f"[{n}] {hit.title} · {DOC_TYPES.get(hit.doc_type, hit.doc_type)} · {hit.label}{weak}  得分 {hit.score:.4f}")
@@ -146,14 +150,36 @@ def cmd_show(args) -> int:
 
 
 def cmd_documents(args) -> int:
-    docs = open_kb(args).documents(doc_type=args.type)
+    date_from, date_to = args.date_from, args.date_to
+    if args.year is not None:
+        if date_from or date_to:
+            raise InvalidQuery("--year 和 --date-from/--date-to 只能用一种", hint="按年份列出用 --year，按日期范围用后两者")
+        date_from, date_to = f"{args.year:04d}-01-01", f"{args.year:04d}-12-31"
+    filtered = bool(args.type or args.issuer or date_from or date_to)
+    docs = open_kb(args).documents(doc_type=args.type, issuer=args.issuer, date_from=date_from, date_to=date_to)
     if args.json:
         print_json([d.as_dict(with_text=False) for d in docs])
         return EXIT_OK
     if not docs:
-        print("知识库里还没有文档（用 kb index 文件夹 添加）。")
+        print("没有符合条件的文档。放宽或去掉筛选条件再试。" if filtered else "知识库里还没有文档（用 kb index 文件夹 添加）。")
     for doc in docs:
         print(f"{doc.doc_id}  {doc.type_label}  {doc.date or '日期不详'}  {doc.title}")
+    return EXIT_OK
+
+
+def cmd_init(args) -> int:
+    from .storage import DB_FILE
+
+    home = _home(args)
+    _cli_user(args).require("index")
+    if (home / DB_FILE).exists():
+        raise KnowledgeBaseExists(f"{home.resolve()} 里已有知识库，没有改动它",
+                                  hint="直接使用它（kb info 查看概况），或用 --home 指定另一个文件夹")
+    open_kb(args).close()
+    if args.json:
+        print_json({"home": str(home.resolve()), "created": True})
+    else:
+        print(f"已在 {home.resolve()} 建立空的知识库。下一步：kb index 文件夹 添加文件")
     return EXIT_OK
 
 
@@ -217,32 +243,35 @@ def _cli_user(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False)  # only a parent: its options join each command's
     common.add_argument("--home", help="知识库文件夹（默认 KB_HOME 或 ./kb_data）")
     common.add_argument("--json", action="store_true", help="以 JSON 输出")
     common.add_argument("--user", help="当前用户（默认 KB_USER）")
     common.add_argument("--role", help="角色 staff/member/expert（默认 KB_ROLE）")
-    parser = argparse.ArgumentParser(prog="kb", description="协商研究助手：政策法规、领导讲话、案例模式的检索与调研资料汇编")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = ChineseArgumentParser(prog="kb", description="协商研究助手：政策法规、领导讲话、案例模式的检索与调研资料汇编")
+    sub = parser.add_subparsers(dest="command", required=True, title="命令", metavar="命令")
+
+    p = sub.add_parser("init", parents=[common], help="在 --home（或 KB_HOME）建立空的知识库；那里已有知识库时不动它")
+    p.set_defaults(func=cmd_init, creates_kb=True)
 
     p = sub.add_parser("index", parents=[common], help="索引文件或文件夹（只嵌入新增或改动的文件）")
     p.add_argument("paths", nargs="+")
     p.add_argument("--rebuild", action="store_true", help="丢弃已有向量，全部重建（换模型时用）")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="另一进程在索引时最多等待的秒数")
+    p.add_argument("--wait", type=seconds_value, default=0.0, metavar="SECONDS", help="另一进程在索引时最多等待的秒数")
     p.add_argument("--model", help="嵌入模型文件夹（默认 KB_MODEL 或内置模型）")
     p.add_argument("--quiet", action="store_true", help="不显示进度条")
     p.set_defaults(func=cmd_index, creates_kb=True)
 
     p = sub.add_parser("search", parents=[common], help="检索（关键词+语义混合），结果带出处")
-    p.add_argument("query")
-    p.add_argument("--type", action="append", choices=sorted(DOC_TYPES), help="文档类型，可重复")
-    p.add_argument("--top", type=int, default=10, help="返回条数")
+    p.add_argument("query", nargs="+", help="检索词；几个词不必加引号")
+    p.add_argument("--type", action="append", type=doc_type_value, metavar="TYPE", help=DOC_TYPE_HELP + "；可重复")
+    p.add_argument("--top", type=int_between(1, MAX_TOP), default=10, metavar="N", help=f"返回条数（1–{MAX_TOP}）")
     p.add_argument("--mode", choices=MODES, default="hybrid")
     p.add_argument("--issuer", help="发文机关（包含即可）")
     p.add_argument("--level", choices=["national", "provincial", "city", "county"])
     p.add_argument("--region")
-    p.add_argument("--date-from", help="起始日期 YYYY-MM-DD")
-    p.add_argument("--date-to", help="截止日期 YYYY-MM-DD")
+    p.add_argument("--date-from", type=date_value, metavar="DATE", help="起始日期，如 2023-01-01 或 2023年1月1日")
+    p.add_argument("--date-to", type=date_value, metavar="DATE", help="截止日期")
     p.add_argument("--in-force", action="store_true", help="只看现行有效的文件")
     p.add_argument("--tag", action="append", help="主题标签，可重复")
     p.add_argument("--model", help="嵌入模型文件夹")
@@ -255,8 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("doc_id")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("documents", parents=[common], help="列出文档及其编号（doc_id）")
-    p.add_argument("--type", choices=sorted(DOC_TYPES), help="只列这一类文档")
+    p = sub.add_parser("documents", aliases=["docs"], parents=[common], help="列出文档及其编号（doc_id）")
+    p.add_argument("--type", type=doc_type_value, metavar="TYPE", help="只列这一类文档；" + DOC_TYPE_HELP)
+    p.add_argument("--issuer", help="发文机关（包含即可）")
+    p.add_argument("--year", type=year_value, help="只列这一年的文档")
+    p.add_argument("--date-from", type=date_value, metavar="DATE", help="起始日期，如 2023-01-01 或 2023年1月1日")
+    p.add_argument("--date-to", type=date_value, metavar="DATE", help="截止日期")
     p.set_defaults(func=cmd_documents)
 
     p = sub.add_parser("doctor", parents=[common], help="检查数据库与检索文件；--repair 从数据库重建检索文件")
@@ -278,7 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     handler: Callable = args.func
     try:
         return handler(args)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from indexer.embedding import load_embedder
 
+from .cli_args import non_negative
 from .config import Settings
 from .evaluation import evaluate, load_bench, stderr_progress
 from .search import FUSIONS, MODES
@@ -22,7 +23,7 @@ def register(subparsers, common) -> None:
     p.add_argument("bench_dir", metavar="BENCH_DIR", help="含 corpus.jsonl、queries.jsonl、qrels/test.tsv 的文件夹")
     p.add_argument("--mode", choices=MODES, default="hybrid")
     p.add_argument("--fusion", choices=FUSIONS, help="混合检索的融合方式（默认取设置，combsum）")
-    p.add_argument("--sentence-weight", type=float, metavar="W",
+    p.add_argument("--sentence-weight", type=non_negative("数"), metavar="W",
                    help="混合检索中最贴切句子的权重（默认取设置，1.0；0 为不用）")
     p.add_argument("--model", help="嵌入模型文件夹（默认 KB_MODEL 或内置模型）")
     p.add_argument("--cache", type=Path, help="评测索引缓存文件夹（默认 KB_EVAL_CACHE 或 ~/.cache/xieshang-kb/eval）")

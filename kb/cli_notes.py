@@ -7,6 +7,7 @@ import os
 from .annotations import STANCES, Annotation
 from .audit import ACTION_LABELS, TARGET_LABELS, action_label
 from .cli import EXIT_ERROR, EXIT_OK, open_kb, print_json
+from .cli_args import int_between
 from .config import Settings
 from .errors import InvalidNote, InvalidQuery
 from .knowledge_base import KnowledgeBase
@@ -140,8 +141,8 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--quote", help="原文中的一段原话（锚点）")
     p.add_argument("--stance", required=True, help="论证立场：" + " / ".join(STANCES))
     p.add_argument("--text", required=True, help="意见内容")
-    p.add_argument("--start", type=int, help="引文起始字符位置（可选，引文重复出现时用）")
-    p.add_argument("--end", type=int, help="引文结束字符位置")
+    p.add_argument("--start", type=int_between(0), help="引文起始字符位置（可选，引文重复出现时用）")
+    p.add_argument("--end", type=int_between(1), help="引文结束字符位置")
     p.add_argument("--before", help="引文前面的几个字，引文重复出现时用来选定位置")
     p.add_argument("--after", help="引文后面的几个字")
     p.set_defaults(func=cmd_note_add)
@@ -177,5 +178,5 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--type", help="对象类型：documents、document、note、pack、topic …")
     p.add_argument("--target", help="对象编号")
     p.add_argument("--action", help="只看某种操作，如 note.add、document.index、pack.export")
-    p.add_argument("--limit", type=int, default=200, help="最多显示条数（默认 200）")
+    p.add_argument("--limit", type=int_between(1), default=200, help="最多显示条数（默认 200）")
     p.set_defaults(func=cmd_audit)

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from indexer.metadata import DOC_TYPES
-
 from .briefing import SECTIONS, BriefingPack, InvalidPackEdit
 from .cli import EXIT_OK, open_kb, print_json
+from .cli_args import DOC_TYPE_HELP, MAX_TOP, doc_type_value, int_between, year_value
 from .exports import FORMATS
 from .roles import ROLES
 from .search import SearchFilters
@@ -270,7 +269,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_topic_add, creates_kb=True)
 
     p = topic.add_parser("list", parents=[common], help="列出议题")
-    p.add_argument("--year", type=int)
+    p.add_argument("--year", type=year_value)
     p.set_defaults(func=cmd_topic_list)
 
     p = topic.add_parser("show", parents=[common], help="查看议题（编号或完整标题）")
@@ -282,7 +281,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--title")
     topic_fields(p)
     p.add_argument("--step-date", help="该步骤的日期（默认今天）")
-    p.add_argument("--version", type=int, help="所改的版本（kb topic show 显示）；议题已被别人改过时不修改并报错")
+    p.add_argument("--version", type=int_between(1), help="所改的版本（kb topic show 显示）；议题已被别人改过时不修改并报错")
     p.set_defaults(func=cmd_topic_edit)
 
     p = topic.add_parser("link", parents=[common], help="关联往期协商纪要、领导批示或回头看记录")
@@ -298,7 +297,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
     p = topic.add_parser("unlink", parents=[common], help="删除一条关联记录")
     p.add_argument("topic")
-    p.add_argument("link_id", type=int)
+    p.add_argument("link_id", type=int_between(1))
     p.set_defaults(func=cmd_topic_unlink)
 
     p = topic.add_parser("import", parents=[common], help="从 YAML 导入议题（可重复运行）")
@@ -310,18 +309,18 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     section_help = "部分：" + "、".join(f"{k}（{label}）" for k, label in SECTIONS)
 
     def edited_version(p) -> None:
-        p.add_argument("--version", type=int, metavar="N",
-                       help="所依据的汇编版本：有人已保存更新的版本时拒绝修改，不覆盖他人的改动")
+        p.add_argument("--version", type=int_between(0), metavar="N",
+                       help="所依据的汇编版本（还没有汇编时为 0）：有人已保存更新的版本时拒绝修改，不覆盖他人的改动")
 
     p = pack.add_parser("draft", parents=[common], help="按议题自动起草（已有汇编时重新起草，保留手工修改）")
     p.add_argument("topic")
-    p.add_argument("--per-section", type=int, default=6, help="每部分最多条数（默认 6）")
+    p.add_argument("--per-section", type=int_between(1, 50), default=6, help="每部分最多条数（1–50，默认 6）")
     edited_version(p)
     p.set_defaults(func=cmd_pack_draft)
 
     p = pack.add_parser("show", parents=[common], help="查看汇编（默认最新版）")
     p.add_argument("topic")
-    p.add_argument("--version", type=int)
+    p.add_argument("--version", type=int_between(1))
     p.add_argument("--full", action="store_true", help="显示完整摘录和出处")
     p.set_defaults(func=cmd_pack_show)
 
@@ -333,20 +332,21 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("topic")
     p.add_argument("--format", choices=FORMATS, required=True)
     p.add_argument("--out", required=True, help="输出文件（或文件夹）")
-    p.add_argument("--version", type=int, help="导出某个历史版本")
+    p.add_argument("--version", type=int_between(1), help="导出某个历史版本")
     p.add_argument("--office", help="编印单位（默认取 settings.toml 的 office）")
     p.set_defaults(func=cmd_pack_export)
 
     p = pack.add_parser("add", parents=[common], help="添加材料：检索结果中的一条，或文档中的一段")
     p.add_argument("topic")
     p.add_argument("--search", help="检索词")
-    p.add_argument("--pick", type=int, default=1, help="取第几条检索结果（默认 1）")
-    p.add_argument("--type", action="append", choices=sorted(DOC_TYPES), help="检索的文档类型")
+    p.add_argument("--pick", type=int_between(1, MAX_TOP), default=1, help="取第几条检索结果（默认 1）")
+    p.add_argument("--type", action="append", type=doc_type_value, metavar="TYPE",
+                   help="检索的" + DOC_TYPE_HELP + "；可重复")
     p.add_argument("--doc", help="文档编号（doc_id）")
-    p.add_argument("--start", type=int)
-    p.add_argument("--end", type=int)
+    p.add_argument("--start", type=int_between(0))
+    p.add_argument("--end", type=int_between(1))
     p.add_argument("--section", help=section_help)
-    p.add_argument("--position", type=int, help="放在该部分第几条（默认最后）")
+    p.add_argument("--position", type=int_between(1), help="放在该部分第几条（从 1 起，默认最后）")
     p.add_argument("--note", help="编者按")
     p.add_argument("--key", action="store_true", help="标为重点阅读")
     edited_version(p)
@@ -362,7 +362,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("topic")
     p.add_argument("item")
     p.add_argument("--section", help=section_help)
-    p.add_argument("--position", type=int, help="目标位置（从 1 起）")
+    p.add_argument("--position", type=int_between(1), help="目标位置（从 1 起）")
     edited_version(p)
     p.set_defaults(func=cmd_pack_move)
 

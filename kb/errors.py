@@ -32,6 +32,10 @@ class StorageError(KBError):
     """The knowledge base's database cannot be used as it is; nothing was changed."""
 
 
+class KnowledgeBaseExists(KBError):
+    """`kb init` where there already is a knowledge base; nothing was changed."""
+
+
 class DatabaseDamaged(StorageError):
     """kb.sqlite is missing, empty, cut short, not a SQLite file, or not ours."""
 

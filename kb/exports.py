@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import ExportError
+from .textsafety import safe_filename, strip_bidi
 
 if TYPE_CHECKING:
     from .briefing.model import BriefingPack
@@ -58,8 +59,8 @@ PDF_FONTS = FontSet(body="Noto Serif CJK SC", heading="Noto Sans CJK SC", quote=
 
 
 def clean(text: Any) -> str:
-    """Text safe for every format: no control characters, Unix line ends."""
-    return _XML_UNSAFE.sub("", str(text or "").replace("\r\n", "\n").replace("\r", "\n"))
+    """Text safe for every format: no control characters (bidi ones included), Unix line ends."""
+    return _XML_UNSAFE.sub("", strip_bidi(text or "").replace("\r\n", "\n").replace("\r", "\n"))
 
 
 # -- the dossier: the pack as it is laid out ------------------------------------------
@@ -237,12 +238,12 @@ def build_dossier(pack: "BriefingPack", *, office: str, notes_for: Callable | No
         links.append((labels.get(link.get("kind"), "关联"), clean(text)))
     version_at = pack.created_at or time.strftime("%Y-%m-%dT%H:%M:%S")
     year, month = int(version_at[:4]), int(version_at[5:7])
-    stamp = {"version": pack.version, "version_at": _short_time(pack.created_at), "version_by": pack.created_by,
+    stamp = {"version": pack.version, "version_at": _short_time(pack.created_at), "version_by": clean(pack.created_by),
              "change": clean(pack.change), "index_generation": pack.index_state.get("generation"),
              "index_updated": _short_time(pack.index_state.get("updated")),
              "model": _model_name(pack.index_state.get("model")), "index_documents": pack.index_state.get("documents"),
              "index_now": index_now, "exported_at": _short_time(time.strftime("%Y-%m-%dT%H:%M:%S")),
-             "exported_by": user, "topic_id": pack.topic_id}
+             "exported_by": clean(user), "topic_id": clean(pack.topic_id)}
     return Dossier(title="调研资料汇编", topic_title=clean(topic.get("title", pack.topic_id)), topic_id=pack.topic_id,
                    format=clean(topic.get("format", "")), year=str(topic.get("year") or ""),
                    lead=clean(topic.get("lead") or ""), sectors=clean("、".join(topic.get("sectors") or [])),
@@ -311,7 +312,7 @@ def export_pack(pack: "BriefingPack", fmt: str, out: str | os.PathLike, *, offic
                           hint="先用 kb pack draft 起草，或用 kb pack add 添加材料")
     started = time.perf_counter()
     dossier = build_dossier(pack, office=office, notes_for=notes_for, index_now=index_now or {}, user=user)
-    name = re.sub(r"[\\/:*?\"<>|\s]+", "", f"{dossier.topic_title}_调研资料汇编_第{pack.version}版")[:120]
+    name = safe_filename(f"{dossier.topic_title}_调研资料汇编_第{pack.version}版")
     path = resolve_target(out, fmt, name)
     pages: list[int] = []
     if fmt == "md":

@@ -98,8 +98,18 @@ class KnowledgeBase:
         row, chunks = self.store.document_row(doc_id)
         return document_from_row(row, chunks)
 
-    def documents(self, doc_type: str | None = None) -> list[Document]:
-        return [document_from_row(r) for r in self.store.document_rows(doc_type)]
+    def documents(self, doc_type: str | None = None, *, issuer: str | None = None, date_from: str | None = None,
+                  date_to: str | None = None) -> list[Document]:
+        """Live documents (without chunks), by type then newest first; the filters work as in
+        `SearchFilters`: issuer contains `issuer`, ISO date within [date_from, date_to]."""
+        docs = [document_from_row(r) for r in self.store.document_rows(doc_type)]
+        if issuer:
+            docs = [d for d in docs if issuer.casefold() in (d.issuer or "").casefold()]
+        if date_from:
+            docs = [d for d in docs if d.date and d.date >= date_from]
+        if date_to:
+            docs = [d for d in docs if d.date and d.date <= date_to]
+        return docs
 
     def index_state(self) -> dict:
         """Model and generation of the published index, for stamping exports."""

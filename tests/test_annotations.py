@@ -354,6 +354,44 @@ def test_export_then_import_is_faithful_and_idempotent(staff, expert, kb_home, e
     assert [e.action for e in target.audit_log(target_type="note")] == ["note.import"]
 
 
+FORMULAS = ["=HYPERLINK(\"http://x\",\"点击\")", "+1+1", "-2+3", "@SUM(A1)", "'=1", "'引号"]  # tab, CR: test_textsafety
+
+
+def test_csv_export_defuses_formulas_and_imports_them_back_unchanged(staff, expert, kb_home, embedder, doc_id,
+                                                                     folder, tmp_path):
+    """OWASP CSV injection: a cell starting with = + - @ tab or CR gets a leading single quote, so a
+    spreadsheet shows it as text; the import takes the quote off again."""
+    for n, text in enumerate(FORMULAS):
+        expert.notes.add(doc_id, SUBSIDY if n % 2 else SAMPLES, stance="补充", text=text)
+    note = expert.notes.find()[0]
+    open_kb(kb_home, embedder, "=cmd|' /C calc'!A0", "member").notes.reply(note.note_id, "-同意")
+    out = tmp_path / "notes.csv"
+    expert.notes.export(out, "csv")
+    cells = [cell for row in csv.reader(out.read_text(encoding="utf-8-sig").splitlines(keepends=True))
+             for cell in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert "'=HYPERLINK(\"http://x\",\"点击\")" in cells and "'-2+3" in cells and "'@SUM(A1)" in cells
+    assert "''=1" in cells and "''引号" in cells and "'=cmd|' /C calc'!A0" in cells and "'-同意" in cells
+
+    other_home = tmp_path / "other_kb"
+    open_kb(other_home, embedder, "王干事", "staff").index([folder])
+    target = open_kb(other_home, embedder)
+    assert target.notes.import_file(out).problems == []
+    assert note_keys(target.notes.find()) == note_keys(expert.notes.find())
+    assert sorted(n.text for n in target.notes.find()) == sorted(FORMULAS)
+
+
+def test_exported_notes_lose_bidi_controls(expert, doc_id, tmp_path):
+    expert.notes.add(doc_id, SUBSIDY, stance="质疑", text="偏低\u202e，建议\u2066联动\u2069")
+    for fmt in ("csv", "json"):
+        out = tmp_path / f"notes.{fmt}"
+        expert.notes.export(out, fmt)
+        text = out.read_text(encoding="utf-8-sig")
+        assert "偏低，建议联动" in text and not any(c in text for c in "\u202e\u2066\u2069"), fmt
+        raw = out.read_text(encoding="ascii", errors="backslashreplace")
+        assert "\\u202e" not in raw.lower() and "\\u2066" not in raw.lower()
+
+
 def test_imported_notes_on_missing_documents_are_kept_as_orphans(expert, doc_id, tmp_path, embedder):
     expert.notes.add(doc_id, SUBSIDY, stance="质疑", text="偏低")
     out = tmp_path / "notes.json"

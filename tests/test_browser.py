@@ -2,8 +2,9 @@
 
 Logs in, searches, opens a source, drafts and exports a pack, writes an expert note, and
 saves screenshots (1280×800) to build/screenshots/ (`make screenshots` refreshes the ones
-the README shows in docs/screenshots/). Every wait is bounded, and the only
-host contacted is 127.0.0.1.
+the README shows in docs/screenshots/); then, in a 1024 px window, an off-topic search and
+the reader, checked to fit the window. Every wait is bounded, and the only host contacted
+is 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -30,7 +31,26 @@ SHOTS = Path(os.environ.get("KB_SCREENSHOT_DIR") or REPO / "build" / "screenshot
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 800}
+NARROW = {"width": 1024, "height": 768}
 LONG = 180_000  # ms: drafting with the real model on two cores
+READER_PARTS = [".xs-doc-head", ".xs-doc-head .xs-card-title", ".xs-doc-meta", ".xs-meta-field", ".xs-passage",
+                ".xs-panel"]
+
+# Elements (by CSS selector) whose box reaches past the window's right edge, or whose content
+# is wider than their box: text a user cannot see.
+CLIPPED_JS = """(selectors) => {
+  const out = [];
+  for (const sel of selectors) {
+    for (const el of document.querySelectorAll(sel)) {
+      const box = el.getBoundingClientRect();
+      if (!box.width) continue;
+      if (box.right > window.innerWidth + 1 || el.scrollWidth > el.clientWidth + 1)
+        out.push(`${sel}: right ${Math.round(box.right)} / ${window.innerWidth}, ` +
+                 `content ${el.scrollWidth} in ${el.clientWidth}`);
+    }
+  }
+  return out;
+}"""
 
 
 def free_port() -> int:
@@ -143,6 +163,7 @@ def walk_through(url: str, page) -> None:
     assert page.locator("mark.xs-mark").count() > 0
     page.locator(".xs-card button", has_text="打开原文").first.click()
     page.wait_for_selector("text=定位段落")
+    assert page.evaluate(CLIPPED_JS, READER_PARTS) == []
     shot(page, "02_检索与原文")
 
     # 调研资料汇编: draft for the first sample topic
@@ -183,3 +204,60 @@ def walk_through(url: str, page) -> None:
 
     body = page.inner_text("body")
     assert "Traceback" not in body and "程序出现意外错误" not in body
+
+
+def test_narrow_window_weak_search_and_reader(served_app, page, tmp_path):
+    page.set_viewport_size(NARROW)
+    try:
+        narrow_walk(served_app[0], page)
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failure.png"))
+        print("page at failure:", tmp_path / "failure.png", page.inner_text("body")[:2000])
+        raise
+
+
+def narrow_walk(url: str, page) -> None:
+    """A member on a 1024 px screen: an off-topic question is not dressed up as a find, and
+    the reader's title and details wrap inside the window."""
+    page.goto(url, timeout=LONG)
+    page.wait_for_selector("text=请选择身份", timeout=LONG)
+    page.fill("input[placeholder^='请输入姓名']", "李委员")
+    page.locator(".widget-toggle-button", has_text="委员").click()
+    page.locator("button", has_text="进入").click()
+    page.wait_for_selector("text=检索资料")
+
+    page.fill("input[placeholder^='输入关键词']", "量子计算机芯片出口管制")
+    page.keyboard.press("Enter")
+    status = page.locator(".xs-status", has_text="量子计算机芯片出口管制")
+    status.wait_for(timeout=LONG)
+    assert "只是弱相关" in status.inner_text() and "xs-status-warning" in status.get_attribute("class")
+    assert page.locator(".xs-status-success", has_text="找到").count() == 0
+    # a member sees no buttons a member cannot use
+    assert page.locator(".xs-card button:visible", has_text="加入资料汇编").count() == 0
+    assert page.locator(".xs-card button:visible", has_text="添加论证意见").count() == 0
+    shot(page, "07_弱相关检索_1024")
+
+    page.fill("input[placeholder^='输入关键词']", "老年助餐 补贴标准")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".xs-status >> text=/找到 \\d+ 条相关段落/", timeout=LONG)
+    page.locator(".xs-card button", has_text="打开原文").first.click()
+    page.wait_for_selector("text=定位段落")
+    page.wait_for_timeout(400)
+    clipped = page.evaluate(CLIPPED_JS, READER_PARTS)
+    assert clipped == [], clipped
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+    page.locator(".xs-doc-head").scroll_into_view_if_needed()
+    shot(page, "08_原文阅读_1024")
+
+    # the member's other tabs: reading and replying, no edit buttons and no note form
+    tab(page, "调研资料汇编")
+    page.wait_for_selector("text=/委员可以阅读和导出|请工作人员先起草/")
+    for label in ("自动起草", "新建议题", "上移", "标为重点", "移出汇编"):
+        assert page.locator(f"button:visible:has-text('{label}')").count() == 0, label
+    shot(page, "09_委员看资料汇编_1024")
+    tab(page, "专家论证")
+    page.wait_for_selector("text=委员可以阅读和回复论证意见")
+    assert page.locator("button:visible:has-text('保存论证意见')").count() == 0
+    assert page.locator("textarea[placeholder^='写明论证意见']:visible").count() == 0
+    assert page.locator("button:visible:has-text('发送回复')").count() == 1
+    shot(page, "10_委员看专家论证_1024")

@@ -161,6 +161,48 @@ def test_control_characters_and_very_long_items_do_not_break_word(kb, tmp_path):
     assert "\x07" not in html_text and "overflow-wrap: anywhere" in html_text
 
 
+BIDI = "\u202e\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+def test_bidi_controls_reach_no_export_and_no_file_name(kb, kb_home, tmp_path):
+    """U+202E and its kin make text read other than it is (“gpj.exe” shown as “exe.jpg”); users'
+    text loses them in every format and in the file name the export chooses."""
+    import zipfile
+
+    kb.topics.edit("zc", title="社区\u202e老年\u2066助餐补贴", description="说明\u202dcod.exe\u200f")
+    kb.packs.note("zc", "1.1", "按语\u202e反向\u061c")
+    item = kb.packs.get("zc").sections[0].items[0]
+
+    @dataclass
+    class Note:
+        author: str = "郑\u202e伟"
+        role_label: str = "专家"
+        stance: str = "质\u200f疑"
+        text: str = "意见\u2067倒排\u2069"
+        created: str = "2025-04-25T10:00:00"
+        replies: list = field(default_factory=list)
+
+    def notes_for(doc_id, start, end):
+        return [Note()] if (doc_id, start) == (item.doc_id, item.start) else []
+
+    sly = KnowledgeBase(kb_home, embedder=HashingEmbedder(64), model="hashing:64", user="王\u202e静", role="staff")
+    sly.packs.mark_key("zc", "1.1")  # the pack version and the export are signed with this name
+    for fmt in ("md", "html", "docx"):
+        folder = tmp_path / fmt
+        folder.mkdir()
+        result = sly.packs.export("zc", fmt, folder, notes_for=notes_for, office="政协\u202e办公室")
+        assert not any(c in result.path.name for c in BIDI), result.path.name
+        assert result.path.name.startswith("社区老年助餐补贴_调研资料汇编")
+        if fmt == "docx":
+            with zipfile.ZipFile(result.path) as z:
+                text = "".join(z.read(n).decode("utf-8") for n in z.namelist() if n.endswith(".xml"))
+        else:
+            text = result.path.read_text(encoding="utf-8")
+        assert not any(c in text for c in BIDI), fmt
+        for visible in ("社区老年助餐补贴", "按语反向", "意见倒排", "郑伟", "政协办公室", "说明cod.exe"):
+            assert visible in text, (fmt, visible)
+
+
 def test_empty_pack_unknown_format_and_unknown_topic(kb, tmp_path):
     tmp_path = tmp_path / "out"
     tmp_path.mkdir()

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
+from indexer.errors import DocumentNotFound, IndexDamaged, KBError
+from kb.errors import InvalidNote, PackNotFound
 from kb.knowledge_base import KnowledgeBase
-from kb.widgets._common import GENERIC_ERROR, Panel, action, highlight, passage_label
+from kb.widgets._common import CSS, GENERIC_ERROR, Panel, action, app_message, highlight, passage_label
 from kb.widgets.app import TAB_DOCS, TAB_NOTES, TAB_SEARCH, ResearchApp
 from kb.widgets.document_viewer import DocumentViewer
 from kb.widgets.expert_panel import ExpertPanel
@@ -76,6 +79,38 @@ def test_action_turns_errors_into_one_line(staff_kb, tmp_path):
     assert log.exists() and "secret internal detail" in log.read_text(encoding="utf-8")
 
 
+CLI_WORDING = ("--", "kb ", "KB_", "python -m")
+
+
+def assert_app_wording(text: str) -> None:
+    assert not any(w in text for w in CLI_WORDING), text
+
+
+@pytest.mark.parametrize("error", [
+    InvalidNote("回复内容为空", hint="用 --text 写明回复"),
+    DocumentNotFound("没有编号为 d_x 的文档", hint="用 kb docs 列出文档编号"),
+    IndexDamaged("索引文件坏了", hint="运行 kb doctor --repair 从数据库重建检索文件"),
+    PackNotFound("议题“某议题”还没有调研资料汇编", hint="先运行 kb pack draft t1"),
+])
+def test_library_hints_naming_commands_never_reach_the_page(staff_kb, error):
+    class Raising(Panel):
+        @action()
+        def go(self):
+            raise error
+
+    panel = Raising(staff_kb)
+    panel.go()
+    assert panel.status_kind == "error" and panel.status.startswith(str(error))
+    assert_app_wording(panel.status)
+    assert app_message(error) == panel.status
+
+
+def test_app_safe_hints_are_kept():
+    assert app_message(KBError("没有要索引的文件", hint="先点「选择文件」上传")) == "没有要索引的文件（先点「选择文件」上传）"
+    # a command-line hint gives way to what to do in the app, where there is such a way
+    assert "自动起草" in app_message(PackNotFound("还没有调研资料汇编", hint="先运行 kb pack draft t1"))
+
+
 # -- search panel -------------------------------------------------------------------
 def test_highlight_underlines_the_focus_sentence_and_still_marks_terms():
     out = highlight("第一句。每餐补贴三元<多>。第三句。", ["补贴"], focus="每餐补贴三元<多>。")
@@ -94,6 +129,25 @@ def test_search_shows_cards_with_highlights_and_citation(staff_kb):
     assert "青政发〔2023〕15号" in html and "出处：" in html and "相关度" in html
     first = panel.cards()[0]
     assert set(first.buttons) == {"open", "add", "annotate"}
+
+
+def test_only_weak_hits_are_not_reported_as_a_success(staff_kb):
+    panel = SearchPanel(staff_kb)
+    panel.search("量子计算机芯片出口管制")
+    assert panel.results and all(h.weak for h in panel.results)
+    assert panel.status_kind == "warning" and "找到" not in panel.status
+    assert f"没有明确谈到“量子计算机芯片出口管制”的材料，以下 {len(panel.results)} 条只是弱相关" in panel.status
+    assert "xs-status-success" not in panel.status_bar.value
+    assert all("弱相关" in card_html(c) for c in panel.cards())
+
+
+def test_mixed_results_say_how_many_are_strong(staff_kb):
+    panel = SearchPanel(staff_kb)
+    panel.search("助餐 补贴")
+    strong = sum(not h.weak for h in panel.results)
+    assert 0 < strong < len(panel.results)
+    assert panel.status_kind == "success"
+    assert f"找到 {len(panel.results)} 条相关段落，其中 {strong} 条明确相关" in panel.status
 
 
 def test_document_text_is_escaped_in_cards(staff_kb):
@@ -174,9 +228,10 @@ def test_members_cannot_add_to_packs_or_annotate(make_kb):
     panel = SearchPanel(member, on_open=lambda h: None, on_add=lambda h: None, on_annotate=lambda h: None)
     panel.search("助餐")
     card = panel.cards()[0]
-    assert not card.buttons["open"].disabled
-    assert card.buttons["add"].disabled and "委员不能编辑调研资料汇编" in card.buttons["add"].tooltip
-    assert card.buttons["annotate"].disabled and "委员" in card.buttons["annotate"].tooltip
+    assert not card.buttons["open"].disabled and card.buttons["open"].layout.display != "none"
+    # a member sees only what a member can use
+    assert card.buttons["add"].layout.display == "none" and card.buttons["add"].disabled
+    assert card.buttons["annotate"].layout.display == "none" and card.buttons["annotate"].disabled
 
 
 def test_empty_knowledge_base_points_to_document_management(make_kb):
@@ -222,10 +277,28 @@ def test_viewer_shows_notes_beside_their_passage_escaped(make_kb):
     assert passage_at < body.index("留样时间是否足够")
 
 
+def test_viewer_header_wraps_in_a_narrow_column(staff_kb):
+    doc = next(d for d in staff_kb.documents() if d.title == "青溪市社区助餐服务办法")
+    viewer = DocumentViewer(staff_kb)
+    viewer.show(doc.doc_id)
+    assert "xs-doc-head" in viewer.header.value and "xs-doc-meta" in viewer.header.value
+    rules = {m.group(1).strip(): m.group(2) for m in re.finditer(r"([^{}]+)\{([^}]*)\}", CSS)}
+    meta = rules[".xs-doc-meta"]
+    assert "flex-wrap: wrap" in meta and "min-width: 0" in meta
+    field = rules[".xs-meta-field"]
+    assert "nowrap" not in field and "overflow-wrap: anywhere" in field
+    assert "overflow-wrap: anywhere" in rules[".xs-doc-head .xs-card-title"]
+    # the widget boxes themselves may shrink below their content's width
+    assert any("min-width: 0" in body for sel, body in rules.items() if ".widget-html-content" in sel)
+    # no fixed width in the style sheet wider than a 1024 px window
+    assert all(int(w) <= 1024 for w in re.findall(r"(?<!-)width:\s*(\d+)px", CSS))
+
+
 def test_viewer_unknown_document(staff_kb):
     viewer = DocumentViewer(staff_kb)
     viewer.show("d_missing")
     assert viewer.status_kind == "error" and "没有编号为 d_missing 的文档" in viewer.status
+    assert_app_wording(viewer.status)
 
 
 # -- indexing panel ------------------------------------------------------------------
@@ -266,6 +339,7 @@ def test_indexing_panel_refuses_non_staff(make_kb, corpus):
     member = make_kb("李委员", "member")
     panel = IndexingPanel(member)
     assert panel.index_button.disabled and panel.upload.disabled
+    assert panel.upload_row.layout.display == "none" and panel.folder_row.layout.display == "none"
     assert "只有工作人员" in panel.children[2].value
     panel.folder_box.value = str(corpus)
     panel.run_index()  # even when called directly
@@ -307,6 +381,12 @@ def test_expert_writes_filters_and_member_replies(make_kb):
     member_kb = make_kb("李委员", "member")
     member = ExpertPanel(member_kb)
     assert member.save_button.disabled and member.text_box.disabled
+    assert member.writer.layout.display == "none"  # no disabled note form for a member
+    assert "可以阅读和回复论证意见" in member.role_note.value
+    member.reply_box.value = "   "
+    member.reply_button.click()
+    assert member.status_kind == "error" and "回复内容为空" in member.status and "回复框" in member.status
+    assert_app_wording(member.status)
     member.reply_box.value = "请补充依据"
     member.reply_button.click()
     assert member.status == "回复已发送"
@@ -323,10 +403,16 @@ def test_expert_quote_must_be_verbatim(make_kb):
     panel.text_box.value = "意见"
     panel.save_button.click()
     assert panel.status_kind == "error" and "引文与原文不一致" in panel.status
+    assert_app_wording(panel.status)
+    assert panel.writer.layout.display != "none"
     panel.text_box.value = ""
     panel.quote_box.value = ""
     panel.save_button.click()
-    assert "论证意见内容为空" in panel.status
+    assert "论证意见内容为空" in panel.status and "「意见」框" in panel.status
+    panel.text_box.value = "意见"
+    panel.save_button.click()  # no quote: the library would say "用 --quote 摘录"
+    assert panel.status_kind == "error" and "没有给出引文" in panel.status and "段落" in panel.status
+    assert_app_wording(panel.status)
 
 
 # -- app -----------------------------------------------------------------------------
@@ -337,20 +423,24 @@ def test_app_login_and_panels_talk(kb_home, embedder, corpus):
     app = ResearchApp(kb_home, embedder=embedder, tabs=(TAB_SEARCH, TAB_NOTES, TAB_DOCS))
     assert not app.logged_in and app.body.children == (app.login_box,)
     app.enter_button.click()  # no name yet
-    assert app.status_kind == "error" and "用户名为空" in app.status and not app.logged_in
+    assert app.status_kind == "error" and "姓名" in app.status and not app.logged_in
+    assert_app_wording(app.status)
     app.name_box.value = "赵专家"
     app.role_buttons.value = "expert"
     app.enter_button.click()
     assert app.logged_in and app.kb.user.role == "expert" and app.kb.user.name == "赵专家"
+    assert app.status_kind == "success" and "欢迎" in app.status
     assert list(app.tabs.titles) == [TAB_SEARCH, TAB_NOTES, TAB_DOCS]
     search = app.panels[TAB_SEARCH]
     app.name_box.value = "赵专家 "  # a second click with the same user keeps the panels
     app.enter_button.click()
-    assert app.panels[TAB_SEARCH] is search
+    assert app.panels[TAB_SEARCH] is search and app.status_kind != "busy"
     assert "赵专家（专家）" in app.header.value
 
     search = app.panels[TAB_SEARCH]
+    app.status = "欢迎，赵专家。"
     search.search("助餐 补贴")
+    assert app.status == ""  # the welcome line does not stand above the search's own verdict
     card = search.cards()[0]
     card.buttons["open"].click()
     assert app.panels["viewer"].doc_id == card.hit.doc_id

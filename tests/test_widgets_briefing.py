@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 
 import pytest
@@ -160,15 +161,50 @@ def test_pack_table_is_a_dataframe(topic_kb):
 def test_members_read_and_export_but_do_not_edit(topic_kb, embedder):
     BriefingBuilder(topic_kb).draft()
     member = other_user(topic_kb, "李委员", "member", embedder)
-    builder = BriefingBuilder(member)
-    assert builder.draft_button.disabled and builder.new_topic_button.disabled
-    assert builder.read_only and all(c.buttons["up"].disabled and c.buttons["drop"].disabled for c in builder.cards())
+    builder = BriefingBuilder(member, on_open=lambda *a: None)
+    # a member sees only what a member can use: no disabled edit buttons anywhere
+    for control in (builder.draft_button, builder.new_topic_button):
+        assert control.disabled and control.layout.display == "none"
+    assert builder.read_only and builder.cards()
+    assert all(set(c.buttons) == {"open"} for c in builder.cards())
+    assert builder.view_select.options[0][0] == "按部分阅读"
     assert "委员可以阅读和导出" in builder.banner.value
     builder.export("md")
     assert builder.status_kind == "success"
     builder.draft()  # refused by the library even when called directly
     assert builder.status_kind == "error" and "委员" in builder.status
     member.close()
+
+
+def test_experts_see_no_edit_buttons_either(topic_kb, embedder):
+    BriefingBuilder(topic_kb).draft()
+    expert = other_user(topic_kb, "赵专家", "expert", embedder)
+    builder = BriefingBuilder(expert)
+    assert builder.draft_button.layout.display == "none"
+    assert all(set(c.buttons) == {"open"} and c.buttons["open"].layout.display == "none" for c in builder.cards())
+    assert all(not b.disabled for b in builder.export_buttons.values())  # exporting is for everyone
+    expert.close()
+
+
+def test_staff_see_the_edit_buttons(topic_kb):
+    builder = BriefingBuilder(topic_kb)
+    builder.draft()
+    card = builder.cards()[0]
+    assert {"up", "down", "key", "edit", "drop", "open"} == set(card.buttons)
+    assert all(b.layout.display != "none" for name, b in card.buttons.items() if name != "open")
+    assert builder.draft_button.layout.display != "none" and not builder.draft_button.disabled
+
+
+def test_a_document_outside_the_five_sections_is_refused_in_app_words(topic_kb):
+    builder = BriefingBuilder(topic_kb)
+    builder.draft()
+    hit = topic_kb.search("助餐 补贴")[0]
+    other = dataclasses.replace(hit, doc_type="other")
+    search = SearchPanel(topic_kb, on_add=lambda h: builder.add_hit(other))
+    search.search("助餐 补贴")
+    search.cards()[0].buttons["add"].click()
+    assert search.status_kind == "error" and "不对应汇编" in search.status
+    assert "--" not in search.status and "kb " not in search.status and "命令行" not in search.status
 
 
 def test_expert_notes_show_on_pack_items(topic_kb, embedder):

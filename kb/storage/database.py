@@ -152,7 +152,8 @@ class Database:
             raise DatabaseDamaged(f"{self.path} 不见了，但文件夹里还有知识库的其他文件（{'、'.join(leftovers[:3])}）",
                                   hint=_restore_hint(self.path))
         if not create:
-            raise DatabaseDamaged(f"{self.home} 里还没有知识库（还没有索引过任何文件）", hint="先运行 kb index 文件夹，或检查 --home / KB_HOME")
+            raise DatabaseDamaged(f"{self.home} 里还没有知识库（还没有索引过任何文件）",
+                                  hint="先运行 kb index 文件夹 或 kb init，或检查 --home / KB_HOME")
         _create_private(self.path)
 
     # -- schema -------------------------------------------------------------

@@ -295,7 +295,7 @@ class Store:
         """(document row, its live chunk rows); `DocumentNotFound` when there is none."""
         row = self.conn.execute("SELECT * FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
         if row is None:
-            raise DocumentNotFound(f"没有编号为 {doc_id} 的文档", hint="用 kb documents 列出文档编号，或看检索结果里的 doc_id")
+            raise DocumentNotFound(f"没有编号为 {doc_id} 的文档", hint="用 kb docs 列出文档编号，或看检索结果里的 doc_id")
         chunks = self.conn.execute(
             "SELECT chunk_id, ordinal, label, page, start, end, content_hash FROM chunks "
             "WHERE doc_id=? AND retired=0 ORDER BY ordinal", (doc_id,)).fetchall()

@@ -3,8 +3,9 @@ highlighting, tables and the product's look.
 
 ipywidgets swallows exceptions raised in callbacks, so every callback goes through
 `action`: expected problems (`KBError`) become one Chinese line in the panel's status
-bar; anything else becomes a generic line and the traceback goes to a log file in the
-knowledge-base folder, never to the page.
+bar (`app_message`: a library hint that names a command line is replaced by what to do in
+the app, or dropped); anything else becomes a generic line and the traceback goes to a
+log file in the knowledge-base folder, never to the page.
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ import ipywidgets as widgets
 import pandas as pd
 from traitlets import Bool, Unicode
 
-from indexer.errors import IndexNotFound, KBError
+from indexer.errors import (DocumentNotFound, IndexDamaged, IndexLocked, IndexMismatch, IndexNotFound, KBError,
+                            ModelNotAvailable)
 from kb.config import REPO_ROOT
+from kb.errors import NoteNotFound, PackNotFound, StorageError
 
 log = logging.getLogger("kb.widgets")
 
@@ -30,10 +33,27 @@ NO_INDEX = "知识库里还没有可检索的文档（请工作人员在「文�
 GENERIC_ERROR = "操作没有完成：程序出现意外错误。请重试；如仍不行，请联系管理员查看日志"
 STATUS_KINDS = ("info", "busy", "success", "warning", "error")
 
+# Library hints are written for the command line (`kb index …`, `--text`, KB_MODEL=…); on the
+# page such a hint is replaced by the app's own way, by error type, or left out.
+CLI_HINT = re.compile(r"--[A-Za-z]|\bkb\s+[a-z]|\bKB_[A-Z]|python -m|pip install|apt-get|scripts/")
+APP_HINTS: tuple[tuple[type, str], ...] = (
+    (PackNotFound, "在「调研资料汇编」中点「自动起草」"),
+    (DocumentNotFound, "文档可能已被移除或重新索引，请重新检索"),
+    (NoteNotFound, "这条意见可能已被删除，请刷新论证意见列表"),
+    (IndexLocked, "稍等片刻再试一次"),
+    (IndexDamaged, "请联系管理员修复检索文件，已有资料不会丢失"),
+    (IndexMismatch, "请联系管理员检查模型设置"),
+    (ModelNotAvailable, "请联系管理员检查模型文件"),
+    (StorageError, "请联系管理员从备份恢复知识库"),
+)
+
 CSS = """
 <style>
 .xs-panel { font-family: "Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei", sans-serif;
-            color: #1f2937; }
+            color: #1f2937; min-width: 0; max-width: 100%; }
+/* flex children keep their content's width unless allowed to shrink: a long title or file name
+   would otherwise widen the column past the window and be cut off */
+.xs-panel .widget-html, .xs-panel .widget-html-content { min-width: 0; max-width: 100%; }
 .xs-panel .widget-label, .xs-panel .widget-button, .xs-panel input, .xs-panel select, .xs-panel textarea,
 .xs-panel .widget-html-content { font-family: inherit; font-size: 14px; }
 .xs-title { font-size: 18px; font-weight: 600; margin: 4px 0 2px 0; color: #7f1d1d; }
@@ -66,10 +86,17 @@ mark.xs-mark { background: #fde68a; color: inherit; padding: 0 1px; border-radiu
                white-space: nowrap; }
 .xs-table td { padding: 5px 8px; border-bottom: 1px solid #e5e7eb; vertical-align: top; line-height: 1.6; }
 .xs-table td.xs-nowrap { white-space: nowrap; }
-.xs-doc-meta { font-size: 13px; color: #374151; line-height: 1.8; margin-bottom: 8px; }
+.xs-doc-head { min-width: 0; }
+.xs-doc-head .xs-card-title { white-space: normal; overflow-wrap: anywhere; }
+.xs-doc-meta { font-size: 13px; color: #374151; line-height: 1.8; margin-bottom: 8px; display: flex; flex-wrap: wrap;
+               gap: 0 14px; min-width: 0; }
 .xs-doc { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 4px 14px; }
 .xs-doc.xs-doc-nonotes { grid-template-columns: minmax(0, 1fr); }
-.xs-passage { padding: 6px 8px; border-radius: 4px; line-height: 1.8; font-size: 14px; white-space: pre-wrap; }
+@media (max-width: 1100px) {  /* beside the results the reader is narrow: notes go under their passage */
+  .xs-doc { grid-template-columns: minmax(0, 1fr); }
+}
+.xs-passage { padding: 6px 8px; border-radius: 4px; line-height: 1.8; font-size: 14px; white-space: pre-wrap;
+              overflow-wrap: anywhere; }
 .xs-passage-focus { background: #fff7ed; outline: 2px solid #fdba74; }
 .xs-passage-label { font-size: 12px; color: #b91c1c; font-weight: 600; margin-right: 6px; }
 .xs-passage-page { font-size: 12px; color: #6b7280; margin-right: 6px; }
@@ -91,7 +118,7 @@ mark.xs-mark { background: #fde68a; color: inherit; padding: 0 1px; border-radiu
                    border-bottom: 1px solid #fecaca; padding-bottom: 2px; }
 .xs-thin { color: #92400e; font-size: 13px; }
 .xs-header { background: #7f1d1d; color: #fff; padding: 10px 16px; border-radius: 6px; }
-.xs-meta-field { white-space: nowrap; margin-right: 14px; display: inline-block; }
+.xs-meta-field { min-width: 0; max-width: 100%; overflow-wrap: anywhere; }
 .xs-header-title { font-size: 20px; font-weight: 600; letter-spacing: 1px; }
 .xs-header-sub { font-size: 13px; opacity: 0.9; }
 .xs-download a { font-weight: 600; color: #1d4ed8; }
@@ -154,6 +181,14 @@ def table_html(df: pd.DataFrame, empty: str = "（暂无）", nowrap: Iterable[s
         "<tr>" + "".join(f"<td {k}>{esc('' if pd.isna(v) else v)}</td>" for k, v in zip(cls, row)) + "</tr>"
         for row in df.itertuples(index=False, name=None))
     return f'<table class="xs-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def app_message(exc: KBError) -> str:
+    """`exc` as one line for the page: its message and a hint in the app's words, never a command line."""
+    hint = exc.hint or ""
+    if CLI_HINT.search(hint):
+        hint = next((text for kind, text in APP_HINTS if isinstance(exc, kind)), "")
+    return f"{exc}（{hint}）" if hint else str(exc)
 
 
 def status_html(text: str, kind: str = "info") -> str:
@@ -237,16 +272,19 @@ class Panel(widgets.VBox):
             for w in self.busy_controls:
                 w.disabled = self._saved_disabled.get(id(w), False)
 
-    def allow(self, control: widgets.Widget, action: str) -> None:
-        """Disable `control` with a tooltip when the current role may not take `action`."""
+    def allow(self, control: widgets.Widget, action: str) -> bool:
+        """Hide `control` when the current role may not take `action`: a role sees only what it
+        can use. It is disabled too, so a busy spell never turns it on. True when allowed."""
         from kb.roles import ACTIONS, ROLES
 
         if self.user.can(action):
-            return
+            return True
         control.disabled = True
+        control.layout.display = "none"
         label, allowed = ACTIONS[action]
         who = "、".join(ROLES[r] for r in ("staff", "expert", "member") if r in allowed)
         control.tooltip = f"{self.user.role_label}不能{label}（仅限{who}）"
+        return False
 
 
 def action(busy_message: str = ""):
@@ -267,7 +305,7 @@ def action(busy_message: str = ""):
             except IndexNotFound:  # the library's hint names a CLI command; here the way is a tab
                 self.set_status(NO_INDEX, "warning")
             except KBError as exc:
-                self.set_status(exc.user_message(), "error")
+                self.set_status(app_message(exc), "error")
             except Exception:  # noqa: BLE001 - the page must never show a traceback
                 log.exception("widget callback %s.%s failed", type(self).__name__, method.__name__)
                 self.set_status(GENERIC_ERROR, "error")

@@ -13,9 +13,10 @@ from traitlets import Bool, Unicode
 
 from indexer.errors import KBError
 from indexer.metadata import DOC_TYPES
+from kb.errors import PermissionDenied
 from kb.roles import ROLE_BY_LABEL, ROLES, User
 
-from ._common import Panel, action, button, css, esc, open_knowledge_base
+from ._common import Panel, action, app_message, button, css, esc, open_knowledge_base
 
 TAB_SEARCH, TAB_PACKS, TAB_NOTES, TAB_DOCS = "检索", "调研资料汇编", "专家论证", "文档管理"
 ALL_TABS = (TAB_SEARCH, TAB_PACKS, TAB_NOTES, TAB_DOCS)
@@ -46,7 +47,7 @@ class ResearchApp(Panel):
         try:
             base = open_knowledge_base(home, model=model, embedder=embedder)
         except KBError as exc:
-            base, problem = None, exc.user_message()
+            base, problem = None, app_message(exc)
         else:
             problem = ""
         super().__init__(base, **kwargs)
@@ -124,8 +125,11 @@ class ResearchApp(Panel):
     def login(self) -> None:
         name = (self.name_box.value or "").strip()
         if self.logged_in and (name, self.role_buttons.value) == (self.user_name, self.role):
-            return  # a second click on 进入 while the tabs are being built
-        User(name, self.role_buttons.value)  # checks name and role; raises with a readable message
+            self.set_status("")  # a second click on 进入 while the tabs are being built: nothing to do
+            return
+        if not name:  # the library's message names the command-line option
+            raise PermissionDenied("还没有填写姓名", hint="在「姓名」框中填写，所有修改都会记下操作人")
+        User(name, self.role_buttons.value)  # checks the role; raises with a readable message
         base = self.kb
         embedder = self._embedder or getattr(base, "_embedder", None)
         self.kb = open_knowledge_base(self._home, model=self._model, embedder=embedder,
@@ -178,7 +182,11 @@ class ResearchApp(Panel):
         self.tabs = widgets.Tab(children=[pages[n] for n in shown], titles=shown)
         self.tabs.layout.width = "100%"
         self.select_tab(names[0] if names else TAB_SEARCH)  # a role notebook opens on its own tab
-        self.tabs.observe(lambda _c: self.set_status(""), "selected_index")  # the welcome line has done its job
+        # the welcome line has done its job once the user moves on: a green line above the
+        # results would read as the search's own verdict
+        self.tabs.observe(lambda _c: self.set_status(""), "selected_index")
+        for panel in self.panels.values():
+            panel.observe(lambda _c: self.set_status(""), "status")
         self.body.children = [self.tabs]
 
     def select_tab(self, name: str) -> None:

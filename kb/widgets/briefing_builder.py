@@ -15,12 +15,13 @@ import pandas as pd
 from traitlets import Int, Unicode
 
 from indexer.errors import KBError
-from kb.briefing import SECTIONS, PackNotFound
+from indexer.metadata import DOC_TYPES
+from kb.briefing import SECTION_LABELS, SECTIONS, InvalidPackEdit, PackNotFound
 from kb.errors import StaleEdit
 from kb.topics import FORMATS, STEPS
 
-from ._common import (Panel, action, button, compact, css, download_link, esc, heading, passage_label, shorten,
-                      table_html)
+from ._common import (Panel, action, app_message, button, compact, css, download_link, esc, heading, passage_label,
+                      shorten, table_html)
 from ._notes import STANCE_CSS
 
 CHINESE_NUMBERS = "一二三四五"
@@ -64,7 +65,8 @@ class BriefingBuilder(Panel):
         self.version_select = widgets.Dropdown(description="版本", style={"description_width": "36px"},
                                                layout=widgets.Layout(width="440px"))
         self.version_select.observe(self._on_version, "value")
-        self.view_select = widgets.ToggleButtons(options=[("按部分编辑", VIEW_CARDS), ("目录表格", VIEW_TABLE)],
+        by_section = "按部分编辑" if self.user.can("manage_packs") else "按部分阅读"
+        self.view_select = widgets.ToggleButtons(options=[(by_section, VIEW_CARDS), ("目录表格", VIEW_TABLE)],
                                                  value=VIEW_CARDS, style={"button_width": "96px"})
         self.view_select.observe(self._on_view, "value")
         self.export_buttons = {}
@@ -214,6 +216,10 @@ class BriefingBuilder(Panel):
     def add_hit(self, hit) -> str:
         """The search panel's 加入资料汇编: add the hit to the current topic's pack."""
         topic_id = self._require_topic()
+        if hit.doc_type not in SECTION_LABELS:  # the library would ask for a section on the command line
+            raise InvalidPackEdit(f"《{shorten(hit.title, 30)}》的类型是“{DOC_TYPES.get(hit.doc_type, hit.doc_type)}”，"
+                                  "不对应汇编的任何部分",
+                                  hint="资料汇编只收政策法规、领导讲话、案例模式、专家论证意见和往期协商五类材料")
         if self.pack is not None and self.version == self.latest_version:
             for s_no, pos, item in self.pack.items():
                 if (item.doc_id, item.start, item.end) == (hit.doc_id, hit.start, hit.end):
@@ -320,24 +326,26 @@ class BriefingBuilder(Panel):
         if item.note:
             html += f'<div class="xs-note xs-note-supplement"><b>编者按：</b>{esc(item.note)}</div>'
         html += self._expert_notes_line(item)
-        buttons = {
-            "up": button("上移", icon="arrow-up"), "down": button("下移", icon="arrow-down"),
-            "key": button("取消重点" if item.key else "标为重点", icon="star"),
-            "edit": button("编者按 / 移动", icon="pencil"), "drop": button("移出汇编", icon="trash"),
-            "open": button("打开原文", icon="file-text-o"),
-        }
-        buttons["up"].on_click(lambda _b: self.move_item(item.item_id, position=pos - 1))
-        buttons["down"].on_click(lambda _b: self.move_item(item.item_id, position=pos + 1))
-        buttons["key"].on_click(lambda _b: self.mark_key(item.item_id, not item.key))
-        buttons["edit"].on_click(lambda _b: self.edit_item(item.item_id))
-        buttons["drop"].on_click(lambda _b: self.drop_item(item.item_id))
+        buttons = {"open": button("打开原文", icon="file-text-o")}
+        if self.user.can("manage_packs"):  # members and experts get no edit buttons at all
+            buttons = {
+                "up": button("上移", icon="arrow-up"), "down": button("下移", icon="arrow-down"),
+                "key": button("取消重点" if item.key else "标为重点", icon="star"),
+                "edit": button("编者按 / 移动", icon="pencil"), "drop": button("移出汇编", icon="trash"),
+                **buttons,
+            }
+            buttons["up"].on_click(lambda _b: self.move_item(item.item_id, position=pos - 1))
+            buttons["down"].on_click(lambda _b: self.move_item(item.item_id, position=pos + 1))
+            buttons["key"].on_click(lambda _b: self.mark_key(item.item_id, not item.key))
+            buttons["edit"].on_click(lambda _b: self.edit_item(item.item_id))
+            buttons["drop"].on_click(lambda _b: self.drop_item(item.item_id))
+            buttons["up"].disabled = pos == 1
+            buttons["down"].disabled = pos == count
+            if self.read_only:  # an earlier version: editing happens on the latest one
+                for name in ("up", "down", "key", "edit", "drop"):
+                    buttons[name].disabled = True
+                    buttons[name].tooltip = f"只读：这是历史版本，请在最新的第 {self.latest_version} 版上编辑"
         buttons["open"].on_click(lambda _b: self._open(item))
-        buttons["up"].disabled = pos == 1
-        buttons["down"].disabled = pos == count
-        for name in ("up", "down", "key", "edit", "drop"):
-            if self.read_only:
-                buttons[name].disabled = True
-                buttons[name].tooltip = "只读：历史版本或当前身份不能编辑"
         if self.on_open is None or item.source_status == "missing":
             buttons["open"].layout.display = "none"
         card = widgets.VBox([widgets.HTML(html), widgets.HBox(list(buttons.values()),
@@ -425,7 +433,7 @@ class BriefingBuilder(Panel):
                     self.note_box.value = typed
                 except KBError:
                     pass  # the item is gone in the latest version; nothing to reopen
-            self.set_status(exc.user_message(), "error")
+            self.set_status(app_message(exc), "error")
             return None
 
     def _edited(self, pack, message: str) -> None:

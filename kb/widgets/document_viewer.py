@@ -22,7 +22,7 @@ class DocumentViewer(Panel):
         super().__init__(kb, **kwargs)
         self.header = widgets.HTML()
         self.focus_html = widgets.HTML()
-        self.body = widgets.HTML(layout=widgets.Layout(overflow="auto", max_height=height, width="100%"))
+        self.body = widgets.HTML(layout=widgets.Layout(overflow="auto", max_height=height))
         self.refresh_button = button("刷新意见", icon="refresh")
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.close_button = button("关闭", icon="times")
@@ -72,8 +72,8 @@ class DocumentViewer(Panel):
                 ("层级", doc.level_label), ("地区", doc.region), ("效力", doc.validity_label),
                 ("替代文件", doc.replaced_by), ("来源文件", (doc.source or "").rsplit("/", 1)[-1])]
         meta_html = "".join(f'<span class="xs-meta-field"><b>{esc(k)}</b>：{esc(v)}</span>' for k, v in meta if v)
-        self.header.value = (f'<div class="xs-card-title">{esc(doc.title)}</div>'
-                             f'<div class="xs-doc-meta">{meta_html}</div>')
+        self.header.value = (f'<div class="xs-doc-head"><div class="xs-card-title">{esc(doc.title)}</div>'
+                             f'<div class="xs-doc-meta">{meta_html}</div></div>')
         notes = notes_for_document(self.kb, doc.doc_id)
         self.note_count = len(notes)
         anchored = [n for n in notes if not n.orphaned]
@@ -109,9 +109,9 @@ class DocumentViewer(Panel):
         self.body.value = f'<div class="{grid_cls}">{"".join(rows)}</div>{orphan_html}'
         self.focus_html.value = (f'<div class="xs-section-head">定位段落</div>{focus_row}'
                                  f'<div class="xs-section-head">全文'
-                                 + (f"（{len(notes)} 条论证意见附在相应段落右侧）" if notes else "") + "</div>"
+                                 + (f"（{len(notes)} 条论证意见附在相应段落旁）" if notes else "") + "</div>"
                                  if focus_row else
-                                 (f'<div class="xs-subtitle">{len(notes)} 条论证意见附在相应段落右侧</div>'
+                                 (f'<div class="xs-subtitle">{len(notes)} 条论证意见附在相应段落旁</div>'
                                   if notes else ""))
 
     @staticmethod

@@ -57,12 +57,12 @@ class ExpertPanel(Panel):
         self.open_button.on_click(lambda _b: self._open_source())
         if on_open is None:
             self.open_button.layout.display = "none"
-        self.allow(self.save_button, "annotate")
-        role_note = widgets.HTML()
-        if not self.user.can("annotate"):
+        can_write = self.allow(self.save_button, "annotate")
+        self.role_note = widgets.HTML()
+        if not can_write:  # the whole form is hidden (below); disabled too, should it ever be shown
             self.quote_box.disabled = self.text_box.disabled = self.stance_buttons.disabled = True
-            role_note.value = (f'<div class="xs-status xs-status-info">{esc(self.user.role_label)}可以阅读和回复论证意见；'
-                               "锚定到原文的新意见由专家或工作人员撰写。</div>")
+            self.role_note.value = (f'<div class="xs-status xs-status-info">{esc(self.user.role_label)}可以阅读和回复论证意见；'
+                                    "锚定到原文的新意见由专家或工作人员撰写。</div>")
 
         self.stance_filter = widgets.Dropdown(description="立场", style={"description_width": "36px"},
                                               options=[("全部", ALL)] + [(s, s) for s in STANCES],
@@ -84,23 +84,25 @@ class ExpertPanel(Panel):
         self.allow(self.reply_button, "reply")
 
         self.busy_controls = [self.save_button, self.reply_button, self.doc_select, self.passage_select]
-        writer = widgets.VBox([
-            widgets.HTML('<div class="xs-section-head">撰写论证意见</div>'), role_note,
+        self.writer = widgets.VBox([
+            widgets.HTML('<div class="xs-section-head">撰写论证意见</div>'),
             self.doc_select, self.passage_select, self.quote_box, self.stance_buttons, self.text_box,
             widgets.HBox([self.save_button, self.open_button], layout=widgets.Layout(grid_gap="8px")),
-        ], layout=widgets.Layout(width="46%", grid_gap="4px"))
+        ], layout=widgets.Layout(width="46%", min_width="0", grid_gap="4px",
+                                 display=None if can_write else "none"))
         reader = widgets.VBox([
             widgets.HTML('<div class="xs-section-head">论证意见</div>'),
-            widgets.HBox([self.stance_filter, self.author_filter, self.scope_select], layout=widgets.Layout(grid_gap="6px")),
+            widgets.HBox([self.stance_filter, self.author_filter, self.scope_select],
+                         layout=widgets.Layout(grid_gap="6px", flex_flow="row wrap")),
             self.table_html, self.notes_html,
             widgets.HTML('<div class="xs-section-head">回复</div>'),
             self.reply_select, self.reply_box, self.reply_button,
-        ], layout=widgets.Layout(width="54%", grid_gap="4px"))
+        ], layout=widgets.Layout(width="54%" if can_write else "100%", min_width="0", grid_gap="4px"))
         self.children = [
             css(),
             heading("专家论证意见", "选定原文段落，表明立场（支持、质疑、补充、存疑）并写下意见；意见会附在原文旁，并进入调研资料汇编。"),
-            self.status_bar,
-            widgets.HBox([writer, reader], layout=widgets.Layout(width="100%", grid_gap="18px")),
+            self.status_bar, self.role_note,
+            widgets.HBox([self.writer, reader], layout=widgets.Layout(width="100%", grid_gap="18px")),
         ]
         self.refresh_documents()
         self.refresh_notes()
@@ -178,7 +180,9 @@ class ExpertPanel(Panel):
         text = (self.text_box.value or "").strip()
         if not text:
             raise InvalidNote("论证意见内容为空", hint="在「意见」框中写下判断和依据")
-        if quote and "".join(quote.split()) not in "".join(self._text.split()):
+        if not quote:
+            raise InvalidNote("没有给出引文", hint="在「段落」中选择要评论的段落，或在「引文」框中摘录其中的原话")
+        if "".join(quote.split()) not in "".join(self._text.split()):
             raise InvalidNote("引文与原文不一致", hint="引文须是原文中的原话；重新选择段落可恢复整段原文")
         note = self.kb.notes.add(self.doc_id, quote, stance=self.stance_buttons.value, text=text,
                                  **self._anchor_args(quote))
@@ -236,6 +240,8 @@ class ExpertPanel(Panel):
         note_id = self.reply_select.value
         if not note_id:
             raise InvalidNote("还没有选择要回复的意见", hint="在「回复」下拉框中选择一条意见")
+        if not (self.reply_box.value or "").strip():
+            raise InvalidNote("回复内容为空", hint="在回复框中写下要说的话")
         reply = self.kb.notes.reply(note_id, self.reply_box.value or "")
         self.reply_box.value = ""
         self._refresh_notes()

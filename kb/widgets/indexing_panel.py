@@ -52,9 +52,13 @@ class IndexingPanel(Panel):
         self.refresh_button.on_click(lambda _b: self.refresh())
 
         staff_note = widgets.HTML()
-        for control in (self.upload, self.folder_box, self.index_button):
-            self.allow(control, "index")
-        if not self.user.can("index"):
+        self.upload_row = widgets.HBox([self.upload, self.upload_label],
+                                       layout=widgets.Layout(align_items="center", grid_gap="8px"))
+        self.folder_row = widgets.HBox([self.folder_box, self.index_button],
+                                       layout=widgets.Layout(grid_gap="8px", flex_flow="row wrap"))
+        allowed = [self.allow(control, "index") for control in (self.upload, self.folder_box, self.index_button)]
+        if not all(allowed):  # other roles only read the list: no upload or folder rows at all
+            self.upload_row.layout.display = self.folder_row.layout.display = "none"
             staff_note.value = ('<div class="xs-status xs-status-info">只有工作人员可以添加或更新文档；'
                                 f'当前身份是{esc(self.user.role_label)}，可以查看下面的文档清单。</div>')
         self.busy_controls = [self.upload, self.folder_box, self.index_button, self.refresh_button]
@@ -62,8 +66,7 @@ class IndexingPanel(Panel):
             css(),
             heading("文档管理", f"支持 {accept.replace(',', ' ')} 文件。同一文件再次索引时只处理有变化的部分。"),
             staff_note,
-            widgets.HBox([self.upload, self.upload_label], layout=widgets.Layout(align_items="center", grid_gap="8px")),
-            widgets.HBox([self.folder_box, self.index_button], layout=widgets.Layout(grid_gap="8px")),
+            self.upload_row, self.folder_row,
             self.progress_row,
             self.status_bar, self.report_html,
             widgets.HBox([widgets.HTML('<div class="xs-section-head">知识库现有文档</div>'), self.refresh_button],

@@ -70,10 +70,13 @@ class SearchPanel(Panel):
         self.date_to_box = widgets.DatePicker(description="至", style=label_style, layout=wide)
         self.reset_button = button("清空筛选", icon="eraser")
         self.reset_button.on_click(lambda _b: self.reset_filters())
+        def row(*controls):  # three filters a row when there is room, fewer in a narrow window
+            return widgets.HBox(list(controls), layout=widgets.Layout(flex_flow="row wrap"))
+
         filters = widgets.VBox([
-            widgets.HBox([self.type_select, self.level_select, self.mode_select]),
-            widgets.HBox([self.issuer_box, self.region_box, self.in_force_box]),
-            widgets.HBox([self.date_from_box, self.date_to_box, self.reset_button]),
+            row(self.type_select, self.level_select, self.mode_select),
+            row(self.issuer_box, self.region_box, self.in_force_box),
+            row(self.date_from_box, self.date_to_box, self.reset_button),
         ], layout=widgets.Layout(grid_gap="4px"))
         self.filter_box = widgets.Accordion(children=[filters], titles=("筛选条件",))
         self.filter_box.selected_index = None
@@ -163,11 +166,22 @@ class SearchPanel(Panel):
         self.page = 0
         self.results = self.kb.search(query, top_k=self.max_results, mode=self.mode, filters=filters)
         self._render()
-        if self.results:
-            self.set_status(f"找到 {len(self.results)} 条相关段落", "success")
-        else:
-            self.set_status("没有找到相关内容", "warning")
+        self.set_status(*self._outcome())
         return self.results
+
+    def _outcome(self) -> tuple[str, str]:
+        """The status line after a search. Weak hits only share a few words or a vague sense with
+        the query, so a list of nothing but weak hits is reported as such, never as a success."""
+        total = len(self.results)
+        strong = sum(not hit.weak for hit in self.results)
+        if not total:
+            return "没有找到相关内容", "warning"
+        if not strong:
+            return (f"知识库里没有明确谈到“{shorten(self.query, 30)}”的材料，以下 {total} 条只是弱相关，"
+                    "请核对后再引用", "warning")
+        if strong < total:
+            return f"找到 {total} 条相关段落，其中 {strong} 条明确相关，其余为弱相关", "success"
+        return f"找到 {total} 条相关段落", "success"
 
     def search(self, query: str) -> list[Hit]:
         """Put `query` in the box and search (for the app and tests)."""
@@ -220,7 +234,7 @@ class SearchPanel(Panel):
         if validity in VALIDITY_LABELS:
             badges.append(f'<span class="xs-badge xs-badge-warn">{VALIDITY_LABELS[validity]}</span>')
         if hit.weak:
-            badges.append('<span class="xs-badge xs-badge-gray">语义相近</span>')
+            badges.append('<span class="xs-badge xs-badge-gray">弱相关</span>')
         where = " · ".join(esc(x) for x in (f"第{hit.page}页" if hit.page else "", passage_label(hit.label, hit.text)) if x)
         matched = "、".join(esc(t) for t in hit.matched_terms)
         extra = f"；另有 {len(hit.duplicates)} 份文件含相同段落" if hit.duplicates else ""
