@@ -35,6 +35,9 @@ _HIT_COLUMNS = ("c.chunk_id, c.doc_id, c.ordinal, c.label, c.page, c.start, c.en
                 "d.title, d.doc_type, d.issuer, d.doc_number, d.date, d.source, d.validity, "
                 "COALESCE(c.passage, substr(d.text, c.start + 1, c.end - c.start)) AS passage")
 _LIVE_DOC = "d.removed = 0"
+# What a publish holds: live chunks of documents that are complete and not waiting for removal.
+_PUBLISHABLE = "c.retired = 0 AND d.removed = 0 AND d.building_hash IS NULL"
+_UPSERT_SETTING = "INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
 
 
 def _pack_sentences(spans: list, vectors: np.ndarray) -> tuple[str, bytes]:
@@ -72,8 +75,7 @@ class Store:
         return row["value"] if row else default
 
     def set_setting(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT INTO settings(key, value) VALUES(?, ?) "
-                          "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+        self.conn.execute(_UPSERT_SETTING, (key, value))
 
     def rebuild_pending(self) -> dict | None:
         """The rebuild that was started and not yet published: {token, model, dim}."""
@@ -240,13 +242,7 @@ class Store:
         rows = self.conn.execute(
             "SELECT c.chunk_id, d.title, substr(d.text, c.start + 1, c.end - c.start) AS passage "
             "FROM chunks c JOIN documents d USING(doc_id) WHERE c.retired = 0").fetchall()
-
-        def work(conn: Connection) -> None:
-            for r in rows:
-                conn.execute("UPDATE chunks SET tokens=? WHERE chunk_id=?",
-                             (" ".join(tokenize(r["passage"], r["title"])), r["chunk_id"]))
-
-        self.db.write(work, what="重新分词")
+        self.set_tokens({r["chunk_id"]: tokenize(r["passage"], r["title"]) for r in rows})
 
     # -- sentence vectors -------------------------------------------------
     def chunks_without_sentences(self, limit: int) -> list:
@@ -368,6 +364,7 @@ class Store:
         return self.conn.execute("SELECT chunk_id, doc_id FROM chunks WHERE retired=0 ORDER BY chunk_id").fetchall()
 
     def set_tokens(self, tokens: dict[int, list[str]]) -> None:
+        """Replace the keyword tokens of these chunks in one transaction."""
         def work(conn: Connection) -> None:
             for chunk_id, words in tokens.items():
                 conn.execute("UPDATE chunks SET tokens=? WHERE chunk_id=?", (" ".join(words), chunk_id))
@@ -391,8 +388,7 @@ class Store:
     def publishable_chunk_count(self) -> int:
         """Live chunks of complete documents: what the next publish would hold."""
         return self.conn.execute(
-            "SELECT COUNT(*) FROM chunks c JOIN documents d USING(doc_id) "
-            "WHERE c.retired = 0 AND d.removed = 0 AND d.building_hash IS NULL").fetchone()[0]
+            f"SELECT COUNT(*) FROM chunks c JOIN documents d USING(doc_id) WHERE {_PUBLISHABLE}").fetchone()[0]
 
     # -- publishing -----------------------------------------------------------
     def read_manifest(self) -> dict | None:
@@ -408,7 +404,7 @@ class Store:
         with self.db.snapshot() as conn:
             for r in conn.execute(
                     "SELECT c.chunk_id, c.tokens, c.vector FROM chunks c JOIN documents d USING(doc_id) "
-                    "WHERE c.retired = 0 AND d.removed = 0 AND d.building_hash IS NULL ORDER BY c.chunk_id"):
+                    f"WHERE {_PUBLISHABLE} ORDER BY c.chunk_id"):
                 ids.append(r["chunk_id"])
                 tokens.append(r["tokens"].split(" ") if r["tokens"] else [])
                 vectors.append(np.frombuffer(r["vector"], dtype=np.float32))
@@ -430,8 +426,7 @@ class Store:
                                             (pending["token"],)).fetchone():
                 conn.execute("DELETE FROM settings WHERE key='rebuild'")
                 for key, value in (("model", model_name), ("dim", str(dim))):
-                    conn.execute("INSERT INTO settings(key, value) VALUES(?, ?) "
-                                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+                    conn.execute(_UPSERT_SETTING, (key, value))
 
         self.db.write(purge, what="清理")
         return manifest
