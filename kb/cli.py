@@ -20,7 +20,7 @@ from indexer.metadata import DOC_TYPES
 
 from .cli_args import (DOC_TYPE_HELP, MAX_TOP, ChineseArgumentParser, date_value, doc_type_value, int_between,
                        seconds_value, year_value)
-from .errors import InvalidQuery, KnowledgeBaseExists
+from .errors import InvalidQuery, KnowledgeBaseExists, PermissionDenied
 from .knowledge_base import KnowledgeBase
 from .search import MODES, SearchFilters
 
@@ -30,7 +30,18 @@ EXTENSIONS: tuple[str, ...] = ("kb.cli_notes", "kb.cli_eval", "kb.cli_topics")
 
 def open_kb(args) -> KnowledgeBase:
     """The knowledge base the shared options name. Only commands that add material
-    (`set_defaults(creates_kb=True)`) may create one where there is none."""
+    (`set_defaults(creates_kb=True)`) may create one where there is none.
+
+    On a team server (KB_SERVICE_URL set) it is the team service, acting for the signed-in
+    account (JUPYTERHUB_API_TOKEN): --user/--role/--home are refused there."""
+    from .remote import RemoteKnowledgeBase, team_mode
+
+    if team_mode():
+        given = [flag for flag, value in (("--user", args.user), ("--role", args.role), ("--home", args.home)) if value]
+        if given:
+            raise PermissionDenied(f"团队服务器上不能用 {'、'.join(given)}：身份和知识库来自登录账号",
+                                   hint="去掉这些选项再运行")
+        return RemoteKnowledgeBase()
     return KnowledgeBase(args.home, model=getattr(args, "model", None), user=args.user, role=args.role,
                          create=getattr(args, "creates_kb", False))
 
@@ -94,7 +105,7 @@ def cmd_search(args) -> int:
         print_json([h.as_dict() for h in hits])
         return EXIT_OK
     if not hits:
-        if not filters.is_empty() and not kb.searcher.allowed_chunks(filters):
+        if not filters.is_empty() and not kb.any_document_matches(filters):
             print(f"筛选条件（{filters.describe()}）没有匹配任何文档。放宽或去掉筛选条件再试。")
         else:
             print(f"没有找到与“{query}”相关的材料。可以换个说法、减少筛选条件，或确认相关文件已索引。")

@@ -22,6 +22,16 @@ from .storage import Database, Store
 from .storage import audit as audit_rows
 
 
+class _Engine:
+    """The heavy parts, loaded once and shared by every `for_user` view of a knowledge base."""
+
+    def __init__(self, embedder: Embedder | None = None):
+        self.embedder = embedder
+        self.tokenizer: Tokenizer | None = None
+        self.searcher: Searcher | None = None
+        self.generation = None
+
+
 class KnowledgeBase:
     """A knowledge-base folder with its model; heavy parts (model, index) load on first use.
 
@@ -36,32 +46,41 @@ class KnowledgeBase:
         self.user = User(self.settings.user, self.settings.role)
         self.db = Database(self.home, create=create)
         self.store = Store(self.home, db=self.db)
-        self._embedder = embedder
-        self._tokenizer: Tokenizer | None = None
-        self._searcher: Searcher | None = None
-        self._searcher_generation = None
+        self._engine = _Engine(embedder)
         self._notes = self._topics = self._packs = None
+
+    def for_user(self, user: User) -> "KnowledgeBase":
+        """The same knowledge base acting for `user`: shares the database, the model and the
+        loaded index, with the domain services built afresh for that user (the team service
+        makes one per request from the signed-in account)."""
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view.user = user
+        view._notes = view._topics = view._packs = None
+        return view
 
     # -- lazily built parts -----------------------------------------------
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = load_embedder(self.settings.model)
-        return self._embedder
+        if self._engine.embedder is None:
+            self._engine.embedder = load_embedder(self.settings.model)
+        return self._engine.embedder
 
     @property
     def tokenizer(self) -> Tokenizer:
-        if self._tokenizer is None:
-            self._tokenizer = Tokenizer(extra_dicts=[self.home / "userdict.txt"])
-        return self._tokenizer
+        if self._engine.tokenizer is None:
+            self._engine.tokenizer = Tokenizer(extra_dicts=[self.home / "userdict.txt"])
+        return self._engine.tokenizer
 
     @property
     def searcher(self) -> Searcher:
+        """The published generation's searcher; a newer generation is loaded on the next use."""
+        engine = self._engine
         manifest = self.store.read_manifest() or {}
-        if self._searcher is None or self._searcher_generation != manifest.get("generation"):
-            self._searcher = Searcher(self.store, self.embedder, self.tokenizer, **self.settings.searcher_options())
-            self._searcher_generation = manifest.get("generation")
-        return self._searcher
+        if engine.searcher is None or engine.generation != manifest.get("generation"):
+            engine.searcher = Searcher(self.store, self.embedder, self.tokenizer, **self.settings.searcher_options())
+            engine.generation = manifest.get("generation")
+        return engine.searcher
 
     # -- indexing ---------------------------------------------------------
     def index(self, paths: Sequence[str | os.PathLike], *, rebuild: bool = False, wait: float = 0.0,
@@ -70,7 +89,7 @@ class KnowledgeBase:
         self.user.require("index")
         report = index_paths(self.store, self.embedder, paths, tokenizer=self.tokenizer, rebuild=rebuild,
                              lock_wait=wait, progress=progress)
-        self._searcher = None
+        self._engine.searcher = None
         if report.embedded_documents or report.removed:
             self.db.write(lambda conn: audit_rows.record(
                 conn, self.user, "document.index", "documents", None, added=report.added, updated=report.updated,
@@ -81,7 +100,8 @@ class KnowledgeBase:
         return report
 
     def audit_log(self, **filters) -> list[audit_rows.AuditEntry]:
-        """Newest first; filters: target_type, target_id, user, action, limit."""
+        """Newest first; filters: target_type, target_id, user, action, limit. Staff only."""
+        self.user.require("audit")
         return audit_rows.entries(self.db.conn, **filters)
 
     # -- search -----------------------------------------------------------
@@ -91,6 +111,12 @@ class KnowledgeBase:
         if filter_fields:
             filters = SearchFilters(**filter_fields)
         return self.searcher.search(query, top_k or self.settings.top_k, mode, filters)
+
+    def any_document_matches(self, filters: SearchFilters) -> bool:
+        """Whether any published passage passes `filters` (to tell "no document of that kind"
+        from "nothing relevant")."""
+        allowed = self.searcher.allowed_chunks(filters)
+        return allowed is None or bool(allowed)
 
     # -- documents --------------------------------------------------------
     def document(self, doc_id: str) -> Document:

@@ -1,5 +1,5 @@
-"""Who may do what. Staff manage material, topics and packs; experts write anchored notes;
-members read, search and reply."""
+"""Who may do what. Staff manage material, topics and packs and review expert notes; experts
+write anchored notes; members read, search and reply (and see only the notes staff accepted)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,6 +16,10 @@ ACTIONS = {
     "manage_packs": ("编辑调研资料汇编", {"staff"}),
     "annotate": ("撰写论证意见（锚定到原文）", {"staff", "expert"}),
     "reply": ("回复论证意见", {"staff", "member", "expert"}),
+    "audit": ("查看操作记录", {"staff"}),
+    "review_notes": ("审核论证意见", {"staff"}),
+    # members read only the notes staff accepted for the pack (采纳入汇编)
+    "read_unreviewed_notes": ("查阅待审和仅内部参考的论证意见", {"staff", "expert"}),
 }
 
 

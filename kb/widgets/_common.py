@@ -343,7 +343,14 @@ def kb_home_path(home: str | os.PathLike | None = None) -> Path:
 
 
 def open_knowledge_base(home: str | os.PathLike | None = None, **kwargs):
-    """The knowledge base the notebooks use (see `kb_home_path`); kwargs go to `KnowledgeBase`."""
+    """The knowledge base the notebooks use (see `kb_home_path`); kwargs go to `KnowledgeBase`.
+
+    On a team server (KB_SERVICE_URL set by the hub) it is the team service, acting for the
+    signed-in account: the person's kernel loads no model and no index."""
+    from kb.remote import RemoteKnowledgeBase, team_mode
+
+    if team_mode():
+        return RemoteKnowledgeBase()
     from kb.knowledge_base import KnowledgeBase
 
     return KnowledgeBase(kb_home_path(home), **kwargs)

@@ -14,6 +14,7 @@ from traitlets import Bool, Unicode
 from indexer.errors import KBError
 from indexer.metadata import DOC_TYPES
 from kb.errors import PermissionDenied
+from kb.remote import team_mode
 from kb.roles import ROLE_BY_LABEL, ROLES, User
 
 from ._common import Panel, action, app_message, button, css, esc, open_knowledge_base
@@ -40,6 +41,9 @@ class ResearchApp(Panel):
                  role: str | None = None, default_role: str = "staff", embedder=None, model: str | None = None,
                  **kwargs):
         self._home, self._model, self._embedder = home, model, embedder
+        self.team = team_mode()  # on a team server the account comes from the hub sign-in
+        if self.team:
+            user = role = None
         user = user or os.environ.get("KB_USER") or None
         role = role or os.environ.get("KB_ROLE") or None
         self.tab_names = tuple(tabs)
@@ -91,7 +95,9 @@ class ResearchApp(Panel):
             self.set_status(problem, "error")
             self.enter_button.disabled = True
         self.body.children = [self.login_box]
-        if user and role and base is not None:
+        if self.team and base is not None:
+            self._enter(base)
+        elif user and role and base is not None:
             self.login()
 
     @staticmethod
@@ -129,19 +135,28 @@ class ResearchApp(Panel):
             return
         if not name:  # the library's message names the command-line option
             raise PermissionDenied("还没有填写姓名", hint="在「姓名」框中填写，所有修改都会记下操作人")
-        User(name, self.role_buttons.value)  # checks the role; raises with a readable message
+        if self.team:
+            raise PermissionDenied("团队服务器上的身份来自登录账号，不能在应用里选择")
+        user = User(name, self.role_buttons.value)  # checks the role; raises with a readable message
         base = self.kb
-        embedder = self._embedder or getattr(base, "_embedder", None)
-        self.kb = open_knowledge_base(self._home, model=self._model, embedder=embedder,
-                                      user=name, role=self.role_buttons.value)
-        if base is not None and base is not self.kb:
-            base.close()
+        if base is None:
+            base = open_knowledge_base(self._home, model=self._model, embedder=self._embedder)
+        self.kb = base.for_user(user)
         self.user_name, self.role = name, self.kb.user.role
         self.logged_in = True
         self._build_tabs()
         self._render_header()
         self.switch_button.layout.display = "flex"
         self.set_status(f"欢迎，{name}。在「{self.tab_names[0]}」中开始。", "success")
+
+    def _enter(self, base) -> None:
+        """Team server: the signed-in account, its role from its hub group; no 切换身份."""
+        self.kb = base
+        self.user_name, self.role = base.user.name, base.user.role
+        self.logged_in = True
+        self._build_tabs()
+        self._render_header()
+        self.set_status(f"欢迎，{self.user_name}（{base.user.role_label}）。在「{self.tab_names[0]}」中开始。", "success")
 
     def logout(self) -> None:
         self.logged_in = False

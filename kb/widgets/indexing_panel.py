@@ -57,6 +57,8 @@ class IndexingPanel(Panel):
         self.folder_row = widgets.HBox([self.folder_box, self.index_button],
                                        layout=widgets.Layout(grid_gap="8px", flex_flow="row wrap"))
         allowed = [self.allow(control, "index") for control in (self.upload, self.folder_box, self.index_button)]
+        if getattr(kb, "remote", False):  # team server: files come by upload, never as a server path
+            self.folder_box.layout.display = "none"
         if not all(allowed):  # other roles only read the list: no upload or folder rows at all
             self.upload_row.layout.display = self.folder_row.layout.display = "none"
             staff_note.value = ('<div class="xs-status xs-status-info">只有工作人员可以添加或更新文档；'
