@@ -23,9 +23,11 @@ Per topic the JSON reports
   search for the topic's subject and keywords, measured in the same run — a draft should beat it;
 * `missed`: each must-have not in its section (and where else it is); unless --no-trace, each
   with the stage of the drafting that lost it
-  (`not_retrieved` … `per_section_cap`, see `STAGES`), traced by re-running the drafting's own
-  filter steps on its own candidates (`trace_matches_draft` says the trace chose what the draft
-  chose), and `recall_if_uncapped`: what the draft would hold without per_section/PER_DOCUMENT.
+  (`not_retrieved` … `per_section_cap`, see `STAGES`), traced by running the drafting's own
+  screening (`kb.briefing.drafting.screen_section`, which records where every candidate stopped)
+  again on the same knowledge base (`trace_matches_draft` says the trace chose what the draft
+  chose), and `recall_if_uncapped`: what the draft would hold without its places
+  (per_section, PER_DOCUMENT, CORE_PER_DOCUMENT).
 `totals` sums the topics (micro recall).
 """
 from __future__ import annotations
@@ -62,14 +64,18 @@ STAGES = {
     "not_indexed": "its file is not in the knowledge base",
     "not_retrieved": "none of the section's searches returned its chunk among their top CANDIDATES_PER_QUERY",
     "other_section": "found only by the searches of a linked earlier consultation, as another type",
-    "weak": "found by vector similarity only (no words in common with the query)",
-    "header_only": "the opening chunk is nothing but header once the header lines are cut",
+    "header_only": "nothing is left of the chunk once its front matter and closing are cut (passage_span)",
+    "boilerplate": "the passage is boilerplate by its role (passage_role: purpose, general, background, attendees, "
+                   "final_clause, liability, training)",
     "off_topic_document": "its document does not mention the topic's specific terms often or densely enough",
-    "off_topic_passage": "the passage mentions none of the topic's specific terms",
-    "below_floor": "its fused score is under RELATIVE_FLOOR × the section's best",
+    "weak": "found by vector similarity only (no words in common with the query), outside a core regulation",
+    "off_topic_passage": "the passage mentions none of the topic's terms, in a document not dense in them",
+    "below_floor": "its best search score is under RELATIVE_FLOOR × the section's best (not for core regulations)",
     "duplicate": "overlaps a passage already kept, or repeats its text",
-    "per_document_cap": "kept, but its document already filled PER_DOCUMENT places",
-    "per_section_cap": "kept, but the section was full (per_section)",
+    "dropped_by_editor": "an editor dropped it from an earlier version",
+    "per_document_cap": "kept, but its document had its places (PER_DOCUMENT beside core regulations, "
+                        "CORE_PER_DOCUMENT for a core regulation)",
+    "per_section_cap": "kept, but the section's shared places were full (per_section)",
     "chosen": "chosen (yet the pack does not hold it: the trace and the draft disagree)",
 }
 
@@ -234,69 +240,31 @@ def _chunk_of(doc, quote: str):
     return next((c for c in doc.chunks if c.start <= start and end <= c.end), None)
 
 
-def trace_section(topic, key: str, *, search, document, relevance, per_section: int) -> dict[int, dict]:
-    """Re-run the drafting's steps for one section and say, for every candidate chunk, where it
-    stopped (a `STAGES` key). Mirrors `kb.briefing.drafting.draft_sections` step by step, using its
-    own helpers, so the next engineer sees which step loses what; `trace_matches_draft` in the
-    report checks the mirror still chooses what the draft chose."""
+def trace_sections(topic, *, search, document, relevance, per_section: int) -> dict[str, dict[int, dict]]:
+    """Where every candidate chunk of every section stopped (a `STAGES` key), by section.
+
+    Runs the drafting's own screening (`kb.briefing.drafting.screen_section`) section by section,
+    as `draft_sections` does (sharing the quotes already taken), and keeps what it records for
+    each candidate, so the trace cannot drift from the drafting; `trace_matches_draft` in the
+    report still checks it chose what the draft chose."""
     from kb.briefing import drafting as d
 
     queries = d.topic_queries(topic)
     linked = {link.doc_id for link in topic.links if link.doc_id}
-    candidates = d._gather(search, key, queries, linked)
-    fate: dict[int, dict] = {}
-    kept, seen, docs, on_topic = [], set(), {}, {}
-    for cand in sorted(candidates.values(), key=lambda c: (-c.score, c.hit.doc_id, c.hit.start)):
-        hit = cand.hit
-        row = {"score": round(cand.score, 4), "query": cand.query}
-        fate[hit.chunk_id] = row
-        if hit.doc_type != key and hit.doc_id not in linked:
-            row["stage"] = "other_section"
-            continue
-        if hit.weak:
-            row["stage"] = "weak"
-            continue
-        doc = docs.setdefault(hit.doc_id, document(hit.doc_id))
-        span = d.passage_span(doc, hit.start, hit.end, hit.label, hit.page)
-        if span is None:
-            row["stage"] = "header_only"
-            continue
-        cand.start, cand.end, cand.label, cand.page = span
-        text = doc.text[cand.start:cand.end]
-        if hit.doc_id not in linked:
-            if hit.doc_id not in on_topic:
-                on_topic[hit.doc_id] = relevance.on_topic(doc.text)
-            if not on_topic[hit.doc_id]:
-                row["stage"] = "off_topic_document"
-                continue
-            if not relevance.in_passage(text):
-                row["stage"] = "off_topic_passage"
-                continue
-        if kept and cand.score < d.RELATIVE_FLOOR * kept[0].score:
-            row["stage"] = "below_floor"
-            row["floor"] = round(d.RELATIVE_FLOOR * kept[0].score, 4)
-            continue
-        if any(c.hit.doc_id == hit.doc_id and c.start < cand.end and cand.start < c.end for c in kept) \
-                or d._quote_hash(text) in seen:
-            row["stage"] = "duplicate"
-            continue
-        if hit.citation.validity in ("repealed", "amended"):
-            cand.score *= 0.5 if hit.citation.validity == "repealed" else 0.8
-        kept.append(cand)
-        seen.add(d._quote_hash(text))
-    kept.sort(key=lambda c: -c.score)
-    chosen = {c.hit.chunk_id for c in d._round_robin(kept, per_section)}
-    rank_in_doc: dict[str, int] = {}
-    for cand in kept:
-        n = rank_in_doc.get(cand.hit.doc_id, 0)
-        rank_in_doc[cand.hit.doc_id] = n + 1
-        row = fate[cand.hit.chunk_id]
-        row["span"] = [cand.start, cand.end]
-        if cand.hit.chunk_id in chosen:
-            row["stage"] = "chosen"
-        else:
-            row["stage"] = "per_document_cap" if n >= d.PER_DOCUMENT else "per_section_cap"
-    return fate
+    docs: dict = {}
+
+    def doc_of(doc_id: str):
+        if doc_id not in docs:
+            docs[doc_id] = document(doc_id)
+        return docs[doc_id]
+
+    seen: set[str] = set()
+    fates = {}
+    for key in SECTION_KEYS:
+        _chosen, _found, fates[key] = d.screen_section(key, queries, search=search, document=doc_of,
+                                                       relevance=relevance, linked=linked, per_section=per_section,
+                                                       seen=seen)
+    return fates
 
 
 def _deep_rank(search, topic, key: str, chunk_id: int, depth: int = 100) -> dict:
@@ -353,8 +321,8 @@ def measure_topic(kb, topic, gold: GoldTopic, per_section: int, trace: bool) -> 
     relevance = Relevance(topic, kb.tokenizer.tokenize, kb.store)
     result["relevance_terms"] = relevance.terms
     doc_ids = _doc_ids_by_file(kb, [p.file for p in gold.must])
-    fates = {key: trace_section(topic, key, search=kb.search, document=kb.document, relevance=relevance,
-                                per_section=per_section) for key in SECTION_KEYS}
+    fates = trace_sections(topic, search=kb.search, document=kb.document, relevance=relevance,
+                           per_section=per_section)
     drafted = {s.key: {i.chunk_id for i in s.items} for s in pack.sections}
     chosen = {key: {cid for cid, row in fate.items() if row.get("stage") == "chosen"} for key, fate in fates.items()}
     result["trace_matches_draft"] = chosen == drafted
@@ -438,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                 "documents": manifest.get("counts", {}).get("documents"),
                 "gold": {"path": str(gold_path), "sha1": hashlib.sha1(gold_path.read_bytes()).hexdigest()[:12]},
                 "settings": {"per_section": per_section, "per_document": drafting.PER_DOCUMENT,
+                             "core_per_document": drafting.CORE_PER_DOCUMENT,
                              "candidates_per_query": drafting.CANDIDATES_PER_QUERY,
                              "relative_floor": drafting.RELATIVE_FLOOR,
                              "doc_min_mentions": drafting.DOC_MIN_MENTIONS,

@@ -9,6 +9,11 @@ reanchored (the passage moved or its wording changed a little) or orphaned (the
 passage is gone, or the document was removed). A file renamed with its text unchanged
 gets a new doc id; its notes follow it (`Notes.move_document`). Notes are never deleted.
 
+Every note waits for staff review (待审) whoever wrote it; staff accept it for the briefing pack
+(采纳入汇编) or keep it for internal reference (仅内部参考), and may change their mind. Members
+read and reply to waiting and accepted notes, not internal ones; experts and staff read them all.
+Pack exports take accepted notes only.
+
 The rows live in `kb.storage.notes`. Each change runs in one `Database.write`
 transaction (retried while another process writes) together with its audit entry.
 """
@@ -46,6 +51,9 @@ _STANCE_ALIASES = {"support": "支持", "challenge": "质疑", "question": "质�
 # CSS class per stance, so HTML never carries user-chosen class names.
 STANCE_CSS = {"支持": "support", "质疑": "challenge", "补充": "supplement", "存疑": "doubt"}
 STATUS_LABELS = {"anchored": "已锚定", "reanchored": "已重新锚定", "orphaned": "原文已改动或移除，未能定位"}
+REVIEW_LABELS = {"pending": "待审", "accepted": "采纳入汇编", "internal": "仅内部参考"}
+_REVIEW_ALIASES = {"accept": "accepted", "采纳": "accepted", "内部参考": "internal", "内部": "internal",
+                   "待审核": "pending"}
 
 
 @dataclass
@@ -91,6 +99,10 @@ class Annotation:
     original_quote: str = ""
     anchor_info: str = ""
     anchored_at: str | None = None
+    review: str = "pending"           # pending | accepted | internal (see REVIEW_LABELS)
+    reviewed_by: str | None = None
+    reviewed_at: str | None = None
+    review_reason: str = ""
     replies: list[Reply] = field(default_factory=list)
 
     @property
@@ -106,12 +118,17 @@ class Annotation:
         return ROLES.get(self.author_role, self.author_role)
 
     @property
+    def review_label(self) -> str:
+        return REVIEW_LABELS.get(self.review, self.review)
+
+    @property
     def anchor(self) -> TextAnchor:
         return TextAnchor(self.quote, self.start, self.end, self.prefix, self.suffix)
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["status_label"] = self.status_label
+        data["review_label"] = self.review_label
         return data
 
 
@@ -149,6 +166,17 @@ def normalise_stance(stance: str) -> str:
     value = _STANCE_ALIASES.get(value.lower(), value)
     if value not in STANCES:
         raise InvalidNote(f"未知的论证立场“{stance}”", hint="立场可选：" + "、".join(STANCES))
+    return value
+
+
+def normalise_review(decision: str) -> str:
+    """A review decision as one of `REVIEW_LABELS`' keys; the Chinese labels are accepted too."""
+    value = (decision or "").strip()
+    value = {label: key for key, label in REVIEW_LABELS.items()}.get(value, value)
+    value = _REVIEW_ALIASES.get(value.lower(), value.lower())
+    if value not in REVIEW_LABELS:
+        raise InvalidNote(f"未知的审核结论“{decision}”",
+                          hint="可选：" + "、".join(f"{k}（{v}）" for k, v in REVIEW_LABELS.items()))
     return value
 
 
@@ -239,6 +267,36 @@ class Notes:
 
         return self.db.write(work, what="回复")
 
+    def review(self, note_id: str, decision: str, *, reason: str = "") -> Annotation:
+        """Staff's decision on note `note_id`: "accepted" (采纳入汇编), "internal" (仅内部参考) or back to
+        "pending" (待审); the Chinese labels work too. Stored with who and when, and audited."""
+        user = self.user
+        user.require("review_notes")
+        decision = normalise_review(decision)
+        reason = (reason or "").strip()
+
+        def work(conn: Connection) -> None:
+            row = rows.note(conn, note_id)
+            if row is None:
+                raise _not_found(note_id)
+            rows.set_review(conn, note_id, review=decision, by=user.name, at=_now(), reason=reason)
+            audit.record(conn, user, "note.review", "note", note_id, doc_id=row["doc_id"], decision=decision,
+                         label=REVIEW_LABELS[decision], previous=row["review"], reason=reason,
+                         text=_short(row["text"]))
+
+        self.db.write(work, what="审核结论")
+        return self.get(note_id)
+
+    def pending(self, topic: str | None = None) -> list[Annotation]:
+        """Notes waiting for staff review (待审); with `topic`, those on any of the topic's documents
+        (in its pack or mentioning its keywords, see `related_doc_ids`)."""
+        self.user.require("review_notes")
+        waiting = self.find(review="pending")
+        if topic:
+            related = self.related_doc_ids(topic)
+            waiting = [n for n in waiting if n.doc_id in related]
+        return waiting
+
     def move_document(self, old_doc_id: str, new_doc_id: str) -> dict[str, int]:
         """A file renamed with its text unchanged has a new doc id: its notes (with their replies)
         and topic links move to it, with an audit entry. Returns how many rows of each moved."""
@@ -312,25 +370,40 @@ class Notes:
     # -- reading ----------------------------------------------------------
     def get(self, note_id: str) -> Annotation:
         row = rows.note(self.db.conn, note_id)
-        if row is None:
+        if row is None or not self._may_read(row):
             raise _not_found(note_id)
         return self._with_replies([Annotation(**row)])[0]
 
+    def _reviews(self, review: str | None) -> tuple[str, ...] | None:
+        """The review states this user may read, narrowed to `review` when given (None: all)."""
+        wanted = (normalise_review(review),) if review else None
+        if self.user.can("read_internal_notes"):
+            return wanted
+        return tuple(r for r in (wanted or REVIEW_LABELS) if r != "internal")
+
+    def _may_read(self, row: dict | None) -> bool:
+        return row is not None and (self.user.can("read_internal_notes") or row["review"] != "internal")
+
     def find(self, *, doc_id: str | None = None, author: str | None = None, stance: str | None = None,
-             topic: str | None = None, orphaned: bool | None = None) -> list[Annotation]:
-        """Notes (with their replies) by document, author, stance, topic and orphaned state."""
+             topic: str | None = None, orphaned: bool | None = None, review: str | None = None) -> list[Annotation]:
+        """Notes (with their replies) by document, author, stance, topic, orphaned and review state.
+        Members do not get notes staff kept for internal reference (仅内部参考); experts and staff
+        get every note. What reaches the exported pack is decided by the review (accepted only)."""
         found = rows.notes(self.db.conn, doc_id=doc_id, author=author,
-                           stance=normalise_stance(stance) if stance else None, orphaned=orphaned)
+                           stance=normalise_stance(stance) if stance else None, orphaned=orphaned,
+                           reviews=self._reviews(review))
         notes = [Annotation(**r) for r in found]
         if topic:
             wanted = self.topic_doc_ids(topic)
             notes = [n for n in notes if n.doc_id in wanted]
         return self._with_replies(notes)
 
-    def for_span(self, doc_id: str, start: int, end: int) -> list[Annotation]:
+    def for_span(self, doc_id: str, start: int, end: int, *, review: str | None = None) -> list[Annotation]:
         """Notes whose anchor overlaps `[start, end)` of `doc_id`: anchored ones in text order, then
-        orphaned ones whose last known place overlapped it (their `status` says so)."""
-        return self._with_replies([Annotation(**r) for r in rows.overlapping(self.db.conn, doc_id, start, end)])
+        orphaned ones whose last known place overlapped it (their `status` says so). Members do not
+        get internal notes; `review` narrows to one review state (exports pass "accepted")."""
+        found = rows.overlapping(self.db.conn, doc_id, start, end, reviews=self._reviews(review))
+        return self._with_replies([Annotation(**r) for r in found])
 
     def topic_doc_ids(self, topic: str) -> set[str]:
         """Documents of a topic: those in its briefing pack when one exists, else those whose title,
@@ -341,6 +414,14 @@ class Notes:
         keywords = self._topic_words(topic)
         return {doc["doc_id"] for doc in self.store.iter_texts()
                 if any(k in f"{doc['title']} {doc['tags']} {doc['text']}" for k in keywords)}
+
+    def related_doc_ids(self, topic: str) -> set[str]:
+        """Every document of a topic: those in its briefing pack and those whose title, tags or text
+        mention one of its keywords (where `topic_doc_ids` prefers the pack alone)."""
+        packed = set(self.pack_doc_ids(topic)) if self.pack_doc_ids else set()
+        keywords = self._topic_words(topic)
+        return packed | {doc["doc_id"] for doc in self.store.iter_texts()
+                         if any(k in f"{doc['title']} {doc['tags']} {doc['text']}" for k in keywords)}
 
     def _topic_words(self, topic: str) -> list[str]:
         """The topic's keywords and title (raises `TopicNotFound` with close matches), or without a
@@ -427,7 +508,7 @@ class Notes:
 
 CSV_FIELDS = ["note_id", "parent_id", "doc_id", "title", "stance", "author", "author_role", "created", "text",
               "quote", "original_quote", "prefix", "suffix", "start", "end", "status", "anchor_info",
-              "chunk_hash", "text_hash", "anchored_at"]
+              "chunk_hash", "text_hash", "anchored_at", "review", "reviewed_by", "reviewed_at", "review_reason"]
 
 
 def _initial_anchor(text: str, quote: str | None, start: int | None, end: int | None,
@@ -541,6 +622,7 @@ def note_html(note: Annotation) -> str:
     esc = html.escape
     css = f"expert-note stance-{STANCE_CSS.get(note.stance, 'other')} status-{esc(note.status)}"
     status = "" if note.status == "anchored" else f' <span class="status">{esc(note.status_label)}</span>'
+    status += f' <span class="review review-{esc(note.review)}">{esc(note.review_label)}</span>'
     parts = [
         f'<article class="{css}" data-note-id="{esc(note.note_id)}">',
         f'<header><span class="stance">{esc(note.stance)}</span> '

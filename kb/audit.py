@@ -24,6 +24,7 @@ ACTION_LABELS = {
     "note.reply": "回复论证意见",
     "note.import": "导入论证意见",
     "note.reanchor": "重新锚定论证意见",
+    "note.review": "审核论证意见",
     "kb.backup": "备份知识库",
     "kb.restore": "从备份恢复知识库",
     "kb.repair": "从数据库重建检索文件",

@@ -14,8 +14,17 @@ from .knowledge_base import KnowledgeBase
 from .roles import ROLES
 
 
+def _review_line(note: Annotation) -> str:
+    """待审, or the decision with who took it and when (and why, when a reason was given)."""
+    if note.review == "pending" or not note.reviewed_by:
+        return note.review_label
+    when = (note.reviewed_at or "").replace("T", " ")[:16]
+    return f"{note.review_label}（{note.reviewed_by}，{when}）" + (f"：{note.review_reason}" if note.review_reason else "")
+
+
 def _print_note(note: Annotation, title: str | None = None) -> None:
     print(f"[{note.note_id}] {note.stance} · {note.author}（{note.role_label}） · {note.created} · {note.status_label}")
+    print(f"  审核：{_review_line(note)}")
     where = f"{title}（{note.doc_id}）" if title else note.doc_id
     print(f"  文档：{where}，字符 {note.start}–{note.end}")
     print(f"  引文：“{note.quote}”")
@@ -63,8 +72,10 @@ def cmd_note_reply(args) -> int:
 def cmd_note_list(args) -> int:
     kb = open_kb(args)
     kb.user.require("read")
+    if args.pending:
+        kb.user.require("review_notes")
     notes = kb.notes.find(doc_id=args.doc, author=args.author, stance=args.stance, topic=args.topic,
-                          orphaned=True if args.orphaned else None)
+                          orphaned=True if args.orphaned else None, review="pending" if args.pending else None)
     if args.json:
         print_json([n.as_dict() for n in notes])
         return EXIT_OK
@@ -75,7 +86,21 @@ def cmd_note_list(args) -> int:
     for note in notes:
         _print_note(note, titles.get(note.doc_id))
     orphaned = sum(n.orphaned for n in notes)
-    print(f"共 {len(notes)} 条" + (f"，其中 {orphaned} 条原文已改动、未能定位" if orphaned else ""))
+    pending = sum(n.review == "pending" for n in notes)
+    print(f"共 {len(notes)} 条" + (f"，其中 {orphaned} 条原文已改动、未能定位" if orphaned else "")
+          + (f"，{pending} 条待审" if pending and not args.pending else ""))
+    return EXIT_OK
+
+
+def cmd_note_review(args) -> int:
+    if not (args.accept or args.internal):
+        raise InvalidNote("没有给出审核结论", hint="加 --accept（采纳入汇编）或 --internal（仅内部参考）")
+    kb = open_kb(args)
+    note = kb.notes.review(args.note_id, "accepted" if args.accept else "internal", reason=args.reason or "")
+    if args.json:
+        print_json(note.as_dict())
+    else:
+        print(f"已审核论证意见 {note.note_id}：{_review_line(note)}")
     return EXIT_OK
 
 
@@ -152,13 +177,22 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--text", required=True)
     p.set_defaults(func=cmd_note_reply)
 
-    p = sub.add_parser("list", parents=[common], help="按文档、作者、立场、议题列出论证意见")
+    p = sub.add_parser("list", parents=[common], help="按文档、作者、立场、议题、审核状态列出论证意见")
     p.add_argument("--doc", help="文档编号 doc_id")
     p.add_argument("--author")
     p.add_argument("--stance", help=" / ".join(STANCES))
     p.add_argument("--topic", help="协商议题（其调研资料汇编或关键词涉及的文档）")
     p.add_argument("--orphaned", action="store_true", help="只看原文改动后未能定位的意见")
+    p.add_argument("--pending", action="store_true", help="只看待审的意见（工作人员）")
     p.set_defaults(func=cmd_note_list)
+
+    p = sub.add_parser("review", parents=[common], help="审核一条论证意见：采纳入汇编或仅内部参考（工作人员）")
+    p.add_argument("note_id")
+    decision = p.add_mutually_exclusive_group()
+    decision.add_argument("--accept", action="store_true", help="采纳入汇编：委员可见，导出时收入汇编")
+    decision.add_argument("--internal", action="store_true", help="仅内部参考：委员不可见，不进入汇编")
+    p.add_argument("--reason", help="审核说明（可选）")
+    p.set_defaults(func=cmd_note_review)
 
     p = sub.add_parser("show", parents=[common], help="查看一条论证意见及其回复")
     p.add_argument("note_id")

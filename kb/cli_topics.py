@@ -160,7 +160,8 @@ def _show_result(args, pack: BriefingPack, message: str) -> int:
 
 def cmd_pack_draft(args) -> int:
     kb = open_kb(args)
-    pack = kb.packs.draft(args.topic, per_section=args.per_section, expected_version=args.version)
+    pack = kb.packs.draft(args.topic, per_section=args.per_section, keep_manual=not args.fresh,
+                          expected_version=args.version)
     if args.json:
         print_json(pack.as_dict())
         return EXIT_OK
@@ -172,12 +173,27 @@ def cmd_pack_draft(args) -> int:
     return EXIT_OK
 
 
+def print_outside_notes(notes: list, titles: dict[str, str]) -> None:
+    """Notes on the topic's documents whose passage is in no item: staff may pull the passage in."""
+    if not notes:
+        return
+    print(f"\n未收入汇编的段落上的论证意见（{len(notes)} 条；用 kb pack add 议题 --from-note 编号 加入汇编）")
+    for note in notes:
+        print(f"  [{note.note_id}] {note.review_label} · {note.stance} · {note.author}（{note.role_label}）"
+              f" · 《{titles.get(note.doc_id, note.doc_id)}》")
+        print(f"       “{_one_line(note.quote)}”")
+        print(f"       意见：{_one_line(note.text)}")
+
+
 def cmd_pack_show(args) -> int:
-    pack = open_kb(args).packs.get(args.topic, args.version)
+    kb = open_kb(args)
+    pack = kb.packs.get(args.topic, args.version)
+    outside = kb.packs.outside_notes(pack)
     if args.json:
-        print_json(pack.as_dict())
+        print_json(dict(pack.as_dict(), outside_notes=[n.as_dict() for n in outside]))
     else:
         print_pack(pack, full=args.full)
+        print_outside_notes(outside, kb.store.titles())
     return EXIT_OK
 
 
@@ -204,7 +220,10 @@ def cmd_pack_export(args) -> int:
 
 def cmd_pack_add(args) -> int:
     kb = open_kb(args)
-    if args.doc:
+    if args.from_note:
+        pack = kb.packs.add_note_passage(args.topic, args.from_note, args.section, position=args.position,
+                                         expected_version=args.version)
+    elif args.doc:
         if args.start is None or args.end is None:
             raise InvalidPackEdit("按文档添加需要给出字符范围", hint="加 --start 和 --end（检索结果里的“字符 a–b”）")
         pack = kb.packs.add_span(args.topic, args.doc, args.start, args.end, args.section, note=args.note or "",
@@ -218,7 +237,8 @@ def cmd_pack_add(args) -> int:
         pack = kb.packs.add_hit(args.topic, hits[args.pick - 1], args.section, note=args.note or "", key=args.key,
                                 position=args.position, expected_version=args.version)
     else:
-        raise InvalidPackEdit("没有说明添加哪段材料", hint="用 --search 检索词 --pick 序号，或 --doc 文档编号 --start --end")
+        raise InvalidPackEdit("没有说明添加哪段材料",
+                              hint="用 --search 检索词 --pick 序号，--doc 文档编号 --start --end，或 --from-note 论证意见编号")
     return _show_result(args, pack, "已添加。")
 
 
@@ -315,6 +335,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p = pack.add_parser("draft", parents=[common], help="按议题自动起草（已有汇编时重新起草，保留手工修改）")
     p.add_argument("topic")
     p.add_argument("--per-section", type=int_between(1, 50), default=6, help="每部分最多条数（1–50，默认 6）")
+    p.add_argument("--fresh", action="store_true", help="重新起草时不保留手工加入、标重点、写了编者按的条目")
     edited_version(p)
     p.set_defaults(func=cmd_pack_draft)
 
@@ -345,6 +366,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--doc", help="文档编号（doc_id）")
     p.add_argument("--start", type=int_between(0))
     p.add_argument("--end", type=int_between(1))
+    p.add_argument("--from-note", metavar="NOTE_ID", help="论证意见所指的段落（kb pack show 列出的未收入汇编的意见）")
     p.add_argument("--section", help=section_help)
     p.add_argument("--position", type=int_between(1), help="放在该部分第几条（从 1 起，默认最后）")
     p.add_argument("--note", help="编者按")

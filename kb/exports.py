@@ -3,8 +3,13 @@
 Every format is rendered from one `Dossier` — the pack laid out as the office hands it
 out: a cover (topic, format, date, compiling office), a table of contents, an editor's
 introduction, numbered sections whose items carry the verbatim quotation, its full
-citation, the editor's note and the experts' notes on that passage, and a list of
-sources. Each export is stamped with the pack version and the index state.
+citation, the editor's note and the experts' notes on that passage (only those staff
+accepted, each after the sentence it is about), the accepted notes on passages outside the
+pack (其他论证意见), and a list of sources named by title, 文号, issuer and date (never by
+file name). The cover says 第N版 and nothing technical: the stamp that made the export
+(index generation, model, who exported it and when) is in the file's properties — docx
+core properties, PDF document information, an HTML meta tag, a Markdown comment — and the
+audit log records the export.
 
 PDF is the Word file converted by LibreOffice (`soffice --headless`), which embeds
 subsets of the CJK fonts with correct ToUnicode maps, so the Chinese text can be
@@ -17,6 +22,7 @@ failed export never leaves a partial file.
 from __future__ import annotations
 
 import html
+import math
 import os
 import re
 import shutil
@@ -39,6 +45,7 @@ CHINESE_NUMBERS = "一二三四五六七八九十"
 # Characters XML 1.0 (and so Word) cannot hold; they would make python-docx refuse the text.
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
 SOFFICE_TIMEOUT = 180
+COVER_TITLE_EM = 18  # 20 pt on a 15.6 cm line holds 22; a shorter line gives the title room
 CJK_FONT_DIRS = (Path("/usr/share/fonts/opentype/noto"), Path("/usr/share/fonts/truetype/noto"),
                  Path("/usr/share/fonts/noto-cjk"), Path("/usr/local/share/fonts"))
 
@@ -73,6 +80,15 @@ class NoteView:
     date: str = ""
     status: str = ""
     replies: list[str] = field(default_factory=list)
+    quote: str = ""     # the sentence the note is about (its anchor), shown before the note
+    title: str = ""     # the document the sentence is from
+
+    @property
+    def quote_line(self) -> str:
+        """“quoted sentence”（《document》）, or empty for a note without a quote."""
+        if not self.quote:
+            return ""
+        return f"“{self.quote}”" + (f"（《{self.title}》）" if self.title else "")
 
     @property
     def byline(self) -> str:
@@ -113,10 +129,15 @@ class SectionView:
 
 @dataclass
 class SourceView:
+    """A source as members see it: title, 文号, issuer and date — never a file name."""
+
     number: int
     citation: str
-    file: str
     status: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.number}. {self.citation}" + (f"（{self.status}）" if self.status else "")
 
 
 @dataclass
@@ -143,6 +164,7 @@ class Dossier:
     stamp: dict
     item_count: int
     key_count: int
+    other_notes: list[NoteView] = field(default_factory=list)  # accepted notes outside the pack's items
 
     @property
     def stamp_lines(self) -> list[str]:
@@ -155,9 +177,22 @@ class Dossier:
         return lines
 
     @property
-    def stamp_short(self) -> str:
+    def stamp_keywords(self) -> str:
+        """The topic's keywords, then the stamp a file's keywords property can carry."""
         s = self.stamp
-        return f"汇编第{s['version']}版 · 索引第{s['index_generation']}代 · 模型 {s['model']}"
+        parts = (self.keywords, f"汇编第{s['version']}版", f"索引第{s['index_generation']}代",
+                 f"模型 {s['model']}" if s.get("model") else "")
+        return "; ".join(x for x in parts if x)
+
+    @property
+    def version_label(self) -> str:
+        """What a member needs to know of the version: 第N版."""
+        return f"第{self.stamp['version']}版"
+
+    @property
+    def version_note(self) -> str:
+        when = _chinese_date(self.stamp["version_at"][:10])
+        return self.version_label + (f"，{when}编定" if when else "")
 
 
 def _chinese_date(iso: str | None) -> str:
@@ -175,8 +210,14 @@ def _short_time(value: str | None) -> str:
     return (value or "").replace("T", " ")[:16]
 
 
-def _note_view(note: Any) -> NoteView:
-    """An expert note from `kb.annotations` (or any object with the same attribute names)."""
+# Accepted expert notes whose passage is in no item of the pack: a part of their own, after the sections.
+OTHER_NOTES_TITLE = "其他论证意见"
+OTHER_NOTES_INTRO = "以下论证意见针对本议题相关文件中未收入本汇编的段落，经审核采纳，附此供参阅。"
+
+
+def _note_view(note: Any, title: str = "") -> NoteView:
+    """An expert note from `kb.annotations` (or any object with the same attribute names), with the
+    document `title` its quote comes from."""
     replies = []
     for reply in getattr(note, "replies", None) or []:
         role = getattr(reply, "role_label", "") or getattr(reply, "author_role", "")
@@ -186,7 +227,8 @@ def _note_view(note: Any) -> NoteView:
                     role=clean(getattr(note, "role_label", "") or getattr(note, "author_role", "")),
                     stance=clean(getattr(note, "stance", "") or "意见"), text=clean(getattr(note, "text", "")),
                     date=clean(str(getattr(note, "created", "") or "")[:10]),
-                    status="（原文已改动，意见所指段落未能重新定位）" if orphaned else "", replies=replies)
+                    status="（原文已改动，意见所指段落未能重新定位）" if orphaned else "", replies=replies,
+                    quote=clean(" ".join(str(getattr(note, "quote", "") or "").split())), title=clean(title))
 
 
 def build_dossier(pack: "BriefingPack", *, office: str, notes_for: Callable | None, index_now: dict,
@@ -203,9 +245,9 @@ def build_dossier(pack: "BriefingPack", *, office: str, notes_for: Callable | No
                 c = item.citation
                 whole = type(c)(**{**asdict(c), "page": None, "label": None})
                 sources[item.doc_id] = SourceView(len(sources) + 1, clean(whole.formatted()),
-                                                  clean(Path(item.source).name if item.source else ""),
                                                   "来源缺失" if item.source_status == "missing" else "")
-            notes = [_note_view(n) for n in (notes_for(item.doc_id, item.start, item.end) if notes_for else [])]
+            found = notes_for(item.doc_id, item.start, item.end) if notes_for else []
+            notes = [_note_view(n, item.title) for n in found]
             key_count += item.key
             items.append(ItemView(ref=f"{s_no}.{pos}", number=pos, heading=clean(item.heading), quote=clean(item.quote),
                                   citation=clean(item.citation.formatted()), key=item.key,
@@ -251,6 +293,96 @@ def build_dossier(pack: "BriefingPack", *, office: str, notes_for: Callable | No
                    description=clean(topic.get("description") or ""), step=clean(step), office=clean(office),
                    date_label=f"{year}年{month}月", intro=clean(intro), facts=facts, links=links, sections=sections,
                    sources=list(sources.values()), stamp=stamp, item_count=item_count, key_count=key_count)
+
+
+# -- cover titles: broken at phrase boundaries, in balanced lines -------------------------
+_CLOSING = "”’」』》〉）)】〕，、。：；！？,.:;!?·\u3000 "
+_OPENING = "“‘「『《〈（(【〔"
+# The final noun phrase of a consultation or document title: the line may break before it.
+_TITLE_TAILS = ("双月座谈会", "专题协商会", "专题协商", "界别协商", "对口协商", "提案办理协商", "面对面协商", "网络协商",
+                "座谈会", "协商会", "议政会", "推进会", "调研报告", "实施方案", "实施意见", "指导意见", "若干意见",
+                "行动方案", "行动计划", "管理办法", "暂行办法", "若干政策措施", "政策措施", "协商纪要", "的通知")
+_SHORTEST_LINE = 3  # a line of one or two characters looks like an accident
+
+
+def _em(text: str) -> float:
+    """Width in ems: a Chinese character or full-width mark is one, Latin letters and digits about half."""
+    return sum(0.55 if ord(ch) < 0x2000 else 1.0 for ch in text)
+
+
+def _title_breaks(title: str) -> dict[int, float]:
+    """Where a title may break (index of the first character of the next line) and at what cost."""
+    words: set[int] = set()
+    try:
+        import logging
+
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)  # as indexer/keywords.py: no dictionary-loading chatter
+        at = 0
+        for word in jieba.lcut(title, HMM=False):
+            at += len(word)
+            words.add(at)
+    except ImportError:  # pragma: no cover - jieba is in requirements.txt
+        pass
+    tails = {len(title) - len(t) for t in _TITLE_TAILS if title.endswith(t) and len(t) < len(title)}
+    depth, inside = 0, set()
+    for i, ch in enumerate(title):
+        depth += (ch in "“「《") - (ch in "”」》")
+        if depth > 0:
+            inside.add(i + 1)
+    costs: dict[int, float] = {}
+    for i in range(1, len(title)):
+        before, after = title[i - 1], title[i]
+        if after in _CLOSING or before in _OPENING:
+            continue                       # no line starts with a closing mark or ends with an opening one
+        latin = before.isascii() and before.isalnum()
+        if latin and (after.isascii() and after.isalnum() or after in "年月日号期届次"):
+            continue                       # 2025年, e5 stay whole
+        if before in _CLOSING or after in _OPENING:
+            cost = 0.0
+        elif title[:i].endswith(("关于", "之间")) or title.startswith(("的", "关于"), i) or i in tails:
+            cost = 1.0
+        elif i in words:
+            cost = 6.0
+        else:
+            cost = 40.0                    # inside a word: only when nothing else fits
+        costs[i] = cost + (4.0 if i in inside and cost else 0.0)
+    return costs
+
+
+def title_lines(title: str, max_em: float = 18) -> list[str]:
+    """A title as balanced lines of at most `max_em` ems, broken at phrase boundaries
+    (punctuation and quotes, after 关于/之间, before 的 and the final noun phrase such as
+    座谈会), never leaving a line of one or two characters."""
+    title = title.strip()
+    if _em(title) <= max_em or len(title) < 2 * _SHORTEST_LINE:
+        return [title]
+    costs = _title_breaks(title)
+    cuts = sorted(costs)
+    fewest = math.ceil(_em(title) / max_em)
+    best: tuple[float, list[int]] | None = None
+    for lines in range(fewest, fewest + 2):  # one more line than needed may balance better
+        ideal = _em(title) / lines
+        # cheapest[k][j]: (cost, cut positions) of the first j characters laid out in k lines
+        cheapest: list[dict[int, tuple[float, list[int]]]] = [{0: (0.0, [])}] + [{} for _ in range(lines)]
+        for k in range(1, lines + 1):
+            ends = [len(title)] if k == lines else cuts
+            for start, (cost, path) in cheapest[k - 1].items():
+                for end in ends:
+                    line = title[start:end]
+                    if end <= start or len(line) < _SHORTEST_LINE or _em(line) > max_em:
+                        continue
+                    total = cost + costs.get(end, 0.0) + (_em(line) - ideal) ** 2 / ideal
+                    if end not in cheapest[k] or total < cheapest[k][end][0]:
+                        cheapest[k][end] = (total, path + [end])
+        found = cheapest[lines].get(len(title))
+        if found and (best is None or found[0] + 4 * lines < best[0]):
+            best = (found[0] + 4 * lines, found[1])
+    if best is None:
+        return [title]
+    bounds = [0] + best[1]
+    return [title[a:b].strip() for a, b in zip(bounds, bounds[1:])]
 
 
 # -- writing safely ---------------------------------------------------------------------
@@ -302,8 +434,10 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def export_pack(pack: "BriefingPack", fmt: str, out: str | os.PathLike, *, office: str,
-                notes_for: Callable | None = None, index_now: dict | None = None, user: str = "") -> ExportResult:
-    """Write `pack` as `fmt` to `out` (a file, or a folder to put a named file in)."""
+                notes_for: Callable | None = None, index_now: dict | None = None, user: str = "",
+                other_notes: list | None = None, titles: dict[str, str] | None = None) -> ExportResult:
+    """Write `pack` as `fmt` to `out` (a file, or a folder to put a named file in). `other_notes` are
+    expert notes on passages in no item (titled from `titles`, doc id → title), shown in a part of their own."""
     fmt = (fmt or "").lower().lstrip(".")
     if fmt not in FORMATS:
         raise ExportError(f"不支持的导出格式“{fmt}”", hint="可选 docx、pdf、html、md")
@@ -312,6 +446,7 @@ def export_pack(pack: "BriefingPack", fmt: str, out: str | os.PathLike, *, offic
                           hint="先用 kb pack draft 起草，或用 kb pack add 添加材料")
     started = time.perf_counter()
     dossier = build_dossier(pack, office=office, notes_for=notes_for, index_now=index_now or {}, user=user)
+    dossier.other_notes = [_note_view(n, (titles or {}).get(getattr(n, "doc_id", ""), "")) for n in other_notes or []]
     name = safe_filename(f"{dossier.topic_title}_调研资料汇编_第{pack.version}版")
     path = resolve_target(out, fmt, name)
     pages: list[int] = []
@@ -345,11 +480,18 @@ def _md_block(text: str, prefix: str = "> ") -> str:
     return "\n".join(prefix + line if line else prefix.rstrip() for line in lines)
 
 
+def _md_note(note: NoteView) -> list[str]:
+    """A list entry: the quoted sentence, then who said what, then the replies."""
+    said = f"{_md(note.byline)}：{_md(note.text)}{_md(note.status)}"
+    lines = [f"- {_md(note.quote_line)}  ", f"  {said}"] if note.quote_line else [f"- {said}"]
+    return lines + [f"  - 回复 {_md(reply)}" for reply in note.replies]
+
+
 def render_markdown(d: Dossier) -> str:
     out = [f"# {_md(d.topic_title)}", "", f"## {d.title}", ""]
     out += [f"**{label}**：{_md(value)}  " for label, value in d.facts[:5]]
-    out += ["", f"{_md(d.office)}　{d.date_label}", "", "<!-- " + " ｜ ".join(d.stamp_lines).replace("--", "—") + " -->",
-            "", "## 目录", ""]
+    stamp = "<!-- " + " ｜ ".join(d.stamp_lines).replace("--", "—") + " -->"  # for staff: not rendered
+    out += ["", f"{_md(d.office)}　{d.date_label}　{d.version_label}", "", stamp, "", "## 目录", ""]
     out += ["- 编辑说明"] + [f"- {s.title_line}（{len(s.items)} 条）" for s in d.sections] + ["- 资料来源", ""]
     out += ["## 编辑说明", "", _md(d.intro), ""]
     out += [f"- **{label}**：{_md(value)}" for label, value in d.facts[5:]]
@@ -369,13 +511,16 @@ def render_markdown(d: Dossier) -> str:
             if item.notes:
                 out += ["**专家意见**：", ""]
                 for note in item.notes:
-                    out.append(f"- {_md(note.byline)}：{_md(note.text)}{_md(note.status)}")
-                    out += [f"  - 回复 {_md(reply)}" for reply in note.replies]
+                    out += _md_note(note)
                 out.append("")
+    if d.other_notes:
+        out += [f"## {OTHER_NOTES_TITLE}", "", _md(OTHER_NOTES_INTRO), ""]
+        for note in d.other_notes:
+            out += _md_note(note)
+        out.append("")
     out += ["## 资料来源", ""]
-    out += [f"{s.number}\\. {_md(s.citation)}" + (f"［{_md(s.file)}］" if s.file else "")
-            + (f"（{s.status}）" if s.status else "") for s in d.sources]
-    out += ["", "---", ""] + [f"*{_md(line)}*  " for line in d.stamp_lines] + [""]
+    out += [_md(s.line).replace(".", "\\.", 1) for s in d.sources]
+    out.append("")
     return "\n".join(out)
 
 
@@ -393,7 +538,6 @@ h1, h2, h3, .cover .name, .office { font-family: "Noto Sans CJK SC", "Source Han
 .cover table { margin: 0 auto; font-size: 13pt; text-align: left; border-collapse: collapse; }
 .cover td { padding: .2em .6em; vertical-align: top; }
 .office { font-size: 15pt; }
-.stamp { font-size: 9pt; color: #666; }
 h2 { font-size: 16pt; border-bottom: 2px solid #8b0000; padding-bottom: .2em; margin-top: 2em; }
 h3 { font-size: 13pt; margin: 1.4em 0 .4em; }
 .key { color: #8b0000; }
@@ -407,6 +551,7 @@ blockquote { margin: .4em 0 .4em 1em; padding: .5em 1em; background: #f5f3ee; bo
 .notes { margin: .3em 0 0 1em; font-size: 11pt; }
 .notes li { margin-bottom: .3em; }
 .notes .replies { color: #444; }
+.notes blockquote.note-quote { margin: .2em 0; padding: .2em .8em; font-size: 10.5pt; }
 ol.sources { font-size: 10.5pt; }
 nav.toc ol { list-style: none; padding-left: 1em; }
 nav.toc a { color: inherit; text-decoration: none; }
@@ -422,6 +567,13 @@ nav.toc a { color: inherit; text-decoration: none; }
 """
 
 
+def _html_note(n: NoteView) -> str:
+    e = html.escape
+    quote = f'<blockquote class="note-quote">{e(n.quote_line)}</blockquote>' if n.quote_line else ""
+    replies = "".join(f'<div class="replies">回复 {e(r)}</div>' for r in n.replies)
+    return f"<li>{quote}{e(n.byline)}：{e(n.text)}{e(n.status)}{replies}</li>"
+
+
 def render_html(d: Dossier) -> str:
     """One self-contained page; every piece of text is escaped."""
     e = html.escape
@@ -431,10 +583,11 @@ def render_html(d: Dossier) -> str:
            f'<meta name="kb-stamp" content="{e(" | ".join(d.stamp_lines))}">',
            f"<style>{_CSS}</style></head><body>",
            '<section class="cover">', '<div class="secret">内部资料　注意保存</div>',
-           f'<div><div class="topic">{e(d.topic_title)}</div><div class="name">{e(d.title)}</div><table>']
+           f'<div><div class="topic">{"<br>".join(e(line) for line in title_lines(d.topic_title, COVER_TITLE_EM))}'
+           f'</div><div class="name">{e(d.title)}</div><table>']
     out += [f"<tr><td>{e(label)}：</td><td>{e(value)}</td></tr>" for label, value in d.facts[:5]]
     out += ["</table></div>", f'<div><div class="office">{e(d.office)}</div><div>{e(d.date_label)}</div>',
-            f'<p class="stamp">{"<br>".join(e(line) for line in d.stamp_lines)}</p></div>', "</section>"]
+            f"<div>{e(d.version_label)}</div></div>", "</section>"]
     out += ['<nav class="toc"><h2>目　录</h2><ol>', '<li><a href="#intro">编辑说明</a></li>']
     for s in d.sections:
         out.append(f'<li><a href="#s{s.number}">{e(s.title_line)}</a><ol>')
@@ -459,17 +612,18 @@ def render_html(d: Dossier) -> str:
                 out.append(f'<p class="editor"><b>编者按：</b>{e(i.editor_note)}</p>')
             if i.notes:
                 out.append('<div class="notes"><b>专家意见：</b><ul>')
-                for n in i.notes:
-                    replies = "".join(f'<div class="replies">回复 {e(r)}</div>' for r in n.replies)
-                    out.append(f"<li>{e(n.byline)}：{e(n.text)}{e(n.status)}{replies}</li>")
+                out += [_html_note(n) for n in i.notes]
                 out.append("</ul></div>")
             out.append("</article>")
         out.append("</section>")
+    if d.other_notes:
+        out += [f'<section class="part" id="other-notes"><h2>{e(OTHER_NOTES_TITLE)}</h2>',
+                f"<p>{e(OTHER_NOTES_INTRO)}</p>", '<div class="notes"><ul>']
+        out += [_html_note(n) for n in d.other_notes]
+        out.append("</ul></div></section>")
     out.append('<section class="part" id="sources"><h2>资料来源</h2><ol class="sources">')
-    out += [f"<li>{e(s.citation)}" + (f"［{e(s.file)}］" if s.file else "")
-            + (f"（{e(s.status)}）" if s.status else "") + "</li>" for s in d.sources]
-    out += ["</ol>", f'<p class="stamp">{"<br>".join(e(line) for line in d.stamp_lines)}</p>', "</section>",
-            "</body></html>"]
+    out += [f"<li>{e(s.citation)}" + (f"（{e(s.status)}）" if s.status else "") + "</li>" for s in d.sources]
+    out += ["</ol>", "</section>", "</body></html>"]
     return "\n".join(out)
 
 
@@ -515,22 +669,27 @@ class _DocxWriter:
         d, f, doc = self.d, self.fonts, self.doc
         self._page_setup()
         self._styles()
+        # the technical stamp goes into the file's properties, not onto a page a member reads
         props = doc.core_properties
         props.title, props.subject, props.author = f"{d.topic_title} · {d.title}", d.topic_title, d.office
-        props.keywords, props.comments = d.keywords, " | ".join(d.stamp_lines)
+        props.keywords, props.comments = d.stamp_keywords, " | ".join(d.stamp_lines)
+        props.category, props.revision = d.title, max(int(d.stamp["version"] or 1), 1)
 
         # cover: one page, spaced with paragraph spacing so it never spills onto a second page
         self.para("内部资料　注意保存", f.heading, 10.5, after=0, single=True)
-        self.para(d.topic_title, f.heading, 20, bold=True, align=ALIGN.CENTER, before=110, after=20, single=True)
+        p = self.para("", f.heading, 20, bold=True, align=ALIGN.CENTER, before=110, after=20, single=True)
+        for n, line in enumerate(title_lines(d.topic_title, COVER_TITLE_EM)):
+            if n:
+                p.runs[-1].add_break()
+            self.run(p, line, f.heading, 20, bold=True)
         self.para(d.title, f.heading, 34, align=ALIGN.CENTER, before=10, after=44, single=True)
         for label, value in d.facts[:5]:
             p = self.para("", f.body, 14, align=ALIGN.CENTER, after=8, single=True)
             self.run(p, f"{label}：", f.heading, 14)
             self.run(p, value, f.body, 14)
         self.para(d.office, f.heading, 16, align=ALIGN.CENTER, before=120, after=6, single=True)
-        self.para(d.date_label, f.body, 14, align=ALIGN.CENTER, after=18, single=True)
-        self.para(f"{d.stamp_short} · 导出于 {d.stamp['exported_at']}", f.body, 8, align=ALIGN.CENTER, after=0,
-                  color=self.GREY, single=True)
+        self.para(d.date_label, f.body, 14, align=ALIGN.CENTER, after=6, single=True)
+        self.para(d.version_label, f.body, 12, align=ALIGN.CENTER, after=0, single=True)
         doc.paragraphs[-1].add_run().add_break(WD_BREAK.PAGE)
 
         # table of contents
@@ -549,9 +708,9 @@ class _DocxWriter:
             p = self.para("", f.body, 12, first_line=True)
             self.run(p, f"{label}：", f.heading, 12)
             self.run(p, value, f.body, 12)
-        p = self.para("", f.body, 9, first_line=True, color=self.GREY)
-        self.run(p, "版本信息：", f.heading, 9, color=self.GREY)
-        self.run(p, "；".join(d.stamp_lines), f.body, 9, color=self.GREY)
+        p = self.para("", f.body, 12, first_line=True)
+        self.run(p, "版本：", f.heading, 12)
+        self.run(p, d.version_note, f.body, 12)
         for s in d.sections:
             doc.add_page_break()
             self.heading(s.title_line, 1)
@@ -559,12 +718,16 @@ class _DocxWriter:
                 self.para(f"【材料不足】{s.thin_note}", f.quote, 11, italic=True, color=self.AMBER)
             for item in s.items:
                 self.item(item)
+        if d.other_notes:
+            doc.add_page_break()
+            self.heading(OTHER_NOTES_TITLE, 1)
+            self.para(OTHER_NOTES_INTRO, f.body, 12, first_line=True)
+            for note in d.other_notes:
+                self.expert_note(note)
         doc.add_page_break()
         self.heading("资料来源", 1)
         for src in d.sources:
-            text = f"{src.number}. {src.citation}" + (f"［{src.file}］" if src.file else "") + (
-                f"（{src.status}）" if src.status else "")
-            self.para(text, f.body, 10.5, hanging_cm=0.74, after=3)
+            self.para(src.line, f.body, 10.5, hanging_cm=0.74, after=3)
         if toc_pages is None:
             self._update_fields_on_open()
         doc.save(str(path))
@@ -573,23 +736,34 @@ class _DocxWriter:
         f = self.fonts
         self.heading(item.title_line, 2)
         if item.status_note:
-            self.para(f"【{item.status_note}】", f.heading, 11, bold=True, color=self.RED)
+            status = self.para(f"【{item.status_note}】", f.heading, 11, bold=True, color=self.RED)
+            status.paragraph_format.keep_with_next = True
         lines = [line for line in item.quote.split("\n") if line.strip()]
         for n, line in enumerate(lines):
             self.quote(line, last=n == len(lines) - 1)
-        self.para(f"出处：{item.citation}", f.body, 10.5, indent_cm=0.74, after=6)
+        citation = self.para(f"出处：{item.citation}", f.body, 10.5, indent_cm=0.74, after=6)
         if item.editor_note:
+            # the 编者按 is never left alone at the top of a page: it is chained to its passage
+            citation.paragraph_format.keep_with_next = True
             p = self.para("", f.body, 11, indent_cm=0.74)
+            p.paragraph_format.keep_together = True
             self.run(p, "编者按：", f.heading, 11)
             self.run(p, item.editor_note, f.body, 11)
         if item.notes:
             self.para("专家意见：", f.heading, 11, indent_cm=0.74, after=2)
             for note in item.notes:
-                p = self.para("", f.body, 10.5, indent_cm=1.2, after=2)
-                self.run(p, note.byline + "：", f.heading, 10.5)
-                self.run(p, note.text + note.status, f.body, 10.5)
-                for reply in note.replies:
-                    self.para(f"回复 {reply}", f.body, 10, indent_cm=1.8, after=2, color="444444")
+                self.expert_note(note)
+
+    def expert_note(self, note: NoteView) -> None:
+        """The quoted sentence, then who said what, then the replies."""
+        f = self.fonts
+        if note.quote_line:
+            self.para(note.quote_line, f.quote, 10.5, indent_cm=1.2, after=0)
+        p = self.para("", f.body, 10.5, indent_cm=1.2, after=2)
+        self.run(p, note.byline + "：", f.heading, 10.5)
+        self.run(p, note.text + note.status, f.body, 10.5)
+        for reply in note.replies:
+            self.para(f"回复 {reply}", f.body, 10, indent_cm=1.8, after=2, color="444444")
 
     # -- building blocks ------------------------------------------------------------------
     def _page_setup(self) -> None:
@@ -870,5 +1044,18 @@ def write_pdf(d: Dossier, path: Path) -> int:
         write_docx(d, source, PDF_FONTS, toc_pages=pages)
         final = _convert(source, work)
         count = len(PdfReader(str(final)).pages)
-        shutil.copyfile(final, path)
+        _write_pdf_properties(final, path, d)
     return count
+
+
+def _write_pdf_properties(pdf: Path, path: Path, d: Dossier) -> None:
+    """Copy `pdf` to `path` with the stamp (version, index generation, model, who exported it)
+    in the document properties, where staff can look it up and members do not read it."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(str(pdf)))
+    writer.add_metadata({"/Title": f"{d.topic_title} · {d.title}", "/Author": d.office,
+                         "/Subject": " | ".join(d.stamp_lines), "/Keywords": d.stamp_keywords,
+                         "/Creator": "协商研究助手"})
+    with open(path, "wb") as out:
+        writer.write(out)

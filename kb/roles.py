@@ -1,5 +1,5 @@
 """Who may do what. Staff manage material, topics and packs and review expert notes; experts
-write anchored notes; members read, search and reply (and see only the notes staff accepted)."""
+write anchored notes; members read, search and reply (notes kept for internal reference are not shown to them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,8 +18,8 @@ ACTIONS = {
     "reply": ("回复论证意见", {"staff", "member", "expert"}),
     "audit": ("查看操作记录", {"staff"}),
     "review_notes": ("审核论证意见", {"staff"}),
-    # members read only the notes staff accepted for the pack (采纳入汇编)
-    "read_unreviewed_notes": ("查阅待审和仅内部参考的论证意见", {"staff", "expert"}),
+    # notes staff keep for internal reference (仅内部参考) are not shown to members
+    "read_internal_notes": ("查阅仅内部参考的论证意见", {"staff", "expert"}),
 }
 
 

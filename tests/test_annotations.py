@@ -14,6 +14,7 @@ from kb.anchoring import TextAnchor, anchor_at, relocate
 from kb.annotations import Annotation, Reply, note_html
 from kb.errors import DocumentNotFound, InvalidNote, NoteNotFound
 from kb.knowledge_base import KnowledgeBase
+from kb.roles import User
 
 from .conftest import REPO
 
@@ -259,8 +260,9 @@ def test_relocate_prefers_context_then_nearness():
 
 
 # -- threads, listing, spans ------------------------------------------------------
-def test_replies_form_a_thread_any_role_may_reply(expert, kb_home, embedder, doc_id):
+def test_replies_form_a_thread_any_role_may_reply(staff, expert, kb_home, embedder, doc_id):
     note = expert.notes.add(doc_id, SUBSIDY, stance="质疑", text="偏低")
+    staff.notes.review(note.note_id, "accepted")  # members read accepted notes only
     member = open_kb(kb_home, embedder, "张委员", "member")
     first = member.notes.reply(note.note_id, "赞同专家意见")
     second = expert.notes.reply(first.note_id, "谢谢，补充一点")  # a reply to a reply joins the same thread
@@ -351,7 +353,8 @@ def test_export_then_import_is_faithful_and_idempotent(staff, expert, kb_home, e
     second = target.notes.import_file(out)
     assert (second.imported, second.already_present) == (0, 3)
     assert len(target.notes.find()) == 2
-    assert [e.action for e in target.audit_log(target_type="note")] == ["note.import"]
+    log = target.for_user(User("王干事", "staff")).audit_log(target_type="note")
+    assert [e.action for e in log] == ["note.import"]
 
 
 FORMULAS = ["=HYPERLINK(\"http://x\",\"点击\")", "+1+1", "-2+3", "@SUM(A1)", "'=1", "'引号"]  # tab, CR: test_textsafety
@@ -480,7 +483,7 @@ def test_concurrent_writers_lose_no_notes(expert, kb_home, doc_id, tmp_path):
         texts = {n.text for n in expert.notes.find(author=user)}
         assert texts == {f"{user} 第{i}条" for i in range(per_writer)}
     assert len(expert.notes.find()) == len(writers) * per_writer
-    adds = expert.audit_log(action="note.add", limit=10_000)
+    adds = expert.for_user(User("王干事", "staff")).audit_log(action="note.add", limit=10_000)
     assert len(adds) == len(writers) * per_writer and {e.user for e in adds} == set(writers)
 
 
@@ -515,3 +518,20 @@ def test_anchoring_on_an_edited_sample_corpus_document(tmp_path, embedder):
     assert fuzzy.status == "reanchored" and fuzzy.quote == "每餐1元的普惠补助覆盖所有60周岁以上户籍老人"
     assert (orphan.status, orphan.quote) == ("orphaned", deleted)
     assert all(points_at_quote(staff, n) for n in (moved, fuzzy))
+
+
+def test_exports_carry_the_review_state_and_imported_notes_wait_for_review(staff, expert, kb_home, embedder,
+                                                                            doc_id, folder, tmp_path):
+    note = expert.notes.add(doc_id, SUBSIDY, stance="质疑", text="偏低")
+    staff.notes.review(note.note_id, "accepted", reason="依据充分")
+    out = tmp_path / "notes.json"
+    staff.notes.export(out)
+    [row] = json.loads(out.read_text(encoding="utf-8"))["notes"]
+    assert (row["review"], row["review_label"], row["reviewed_by"], row["review_reason"]) == (
+        "accepted", "采纳入汇编", "王干事", "依据充分")
+    assert 'class="review review-accepted">采纳入汇编' in note_html(staff.notes.get(note.note_id))
+    other_home = tmp_path / "other_kb"
+    open_kb(other_home, embedder, "王干事", "staff").index([folder])
+    target = open_kb(other_home, embedder)
+    target.notes.import_file(out)
+    assert target.notes.get(note.note_id).review == "pending"  # staff of this knowledge base decide afresh

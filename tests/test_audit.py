@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from kb import audit
-from kb.errors import InvalidNote
+from kb.errors import InvalidNote, PermissionDenied
 from kb.knowledge_base import KnowledgeBase
 from kb.roles import User
 
@@ -55,7 +55,10 @@ def test_each_change_is_recorded_with_who_and_what(staff, doc_id, kb_home, mini_
     assert answer.target_id == reply.note_id and answer.detail["parent_id"] == note.note_id
     assert reanchor.target_id == doc_id and reanchor.detail["reanchored_ids"] == [note.note_id]
     assert all(e.at[:4].isdigit() and "T" in e.at for e in log)
-    [imported] = other.audit_log(target_type="note")
+    [imported] = other.for_user(User("王干事", "staff")).audit_log(target_type="note")
+    for reader in (other, member):  # the log is the office's: experts and members may not read it
+        with pytest.raises(PermissionDenied, match="不能查看操作记录"):
+            reader.audit_log()
     assert (imported.user, imported.action, imported.detail["note_ids"]) == ("李专家", "note.import",
                                                                             [note.note_id, reply.note_id])
 
@@ -94,6 +97,7 @@ def test_kb_audit_and_note_commands(staff, doc_id, kb_home, capsys, tmp_path):
                        "--home", home, "--user", "李专家", "--role", "expert")
     assert code == 0 and out.startswith("已保存论证意见 n")
     note_id = re.match(r"已保存论证意见 (n\w+)", out).group(1)
+    staff.notes.review(note_id, "accepted")  # members read accepted notes only
     code, out, _ = run(capsys, "note", "reply", note_id, "--text", "附议", "--home", home, "--user", "张委员",
                        "--role", "member")
     assert code == 0 and note_id in out
@@ -109,8 +113,9 @@ def test_kb_audit_and_note_commands(staff, doc_id, kb_home, capsys, tmp_path):
     assert code == 0 and [(e["user"], e["action"]) for e in entries] == [("张委员", "note.reply")]
     code, out, _ = run(capsys, "audit", "--home", home, "--type", "note")
     lines = out.strip().splitlines()
-    assert len(lines) == 2 and "张委员（委员）  回复论证意见 论证意见 r" in lines[0]
-    assert f"李专家（专家）  新增论证意见 论证意见 {note_id}" in lines[1]
+    assert len(lines) == 3 and "张委员（委员）  回复论证意见 论证意见 r" in lines[0]
+    assert f"王干事（工作人员）  审核论证意见 论证意见 {note_id}" in lines[1]
+    assert f"李专家（专家）  新增论证意见 论证意见 {note_id}" in lines[2]
     code, out, _ = run(capsys, "audit", "--home", home, "--action", "document.index")
     assert code == 0 and out.count("\n") == 1 and "王干事（工作人员）  索引文档 文档" in out
     code, out, err = run(capsys, "audit", "--home", home, "--action", "note_add")  # the old spelling

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from indexer.embedding import HashingEmbedder
-from kb.briefing import (MAX_NOTE_CHARS, MAX_QUOTE_CHARS, SECTION_KEYS, InvalidPackEdit, PackNotFound,
-                         Relevance, core_title, draft_sections, passage_span, topic_queries)
+from kb.briefing import (DEFAULT_PER_SECTION, MAX_NOTE_CHARS, MAX_QUOTE_CHARS, SECTION_KEYS, InvalidPackEdit,
+                         PackNotFound, Relevance, core_title, draft_sections, passage_span, topic_queries)
 from kb.errors import PermissionDenied, StaleEdit
 from kb.knowledge_base import KnowledgeBase
 
@@ -65,7 +65,8 @@ def test_each_sample_topic_gets_items_in_every_section_the_corpus_supports(sampl
             if section.key in supported:
                 assert section.items, f"{topic.title}: {section.label} is empty"
                 assert not section.thin, f"{topic.title}: {section.label} is thin"
-            assert len(section.items) <= 6
+            if section.key != "policy":  # where the topic's core regulations give all their provisions
+                assert len(section.items) <= DEFAULT_PER_SECTION
             assert all(item.doc_type == section.key for item in section.items)
         ids = [item.item_id for _, _, item in pack.items()]
         assert len(ids) == len(set(ids))
@@ -102,8 +103,8 @@ def test_every_quote_is_a_verbatim_span_with_the_right_page_and_label(sample):
             if paragraphs and chunk.start < item.start:  # opening chunk without its header lines
                 lines_before = [l for l in doc.text[:item.start].split("\n") if l.strip()]
                 assert int(paragraphs.group(1)) == len(lines_before) + 1
-            elif not paragraphs:
-                assert item.label == chunk.label and item.start == chunk.start and item.end == chunk.end
+            elif not paragraphs:  # a closing (谢谢大家, a sign-off) may be cut from the end
+                assert item.label == chunk.label and item.start == chunk.start and item.end <= chunk.end
             citation = item.citation.formatted()
             assert f"《{doc.title}》" in citation
             if doc.doc_number:
@@ -114,13 +115,17 @@ def test_every_quote_is_a_verbatim_span_with_the_right_page_and_label(sample):
 
 @needs_corpus
 def test_opening_chunks_lose_their_header_lines(sample):
-    doc = next(d for d in sample.documents("speech") if "周明远" in d.title)
+    doc = next(d for d in sample.documents("expert") if "林雪芬" in d.source)
     doc = sample.document(doc.doc_id)
     first = doc.chunks[0]
     start, end, label, page = passage_span(doc, first.start, first.end, first.label, first.page)
-    assert doc.text[start:end].startswith("同志们") and end == first.end
-    assert "讲话人：" not in doc.text[start:end] and "【示例材料】" not in doc.text[start:end]
+    assert doc.text[start:end].startswith("受政协青溪市委员会") and end == first.end
+    assert "论证专家：" not in doc.text[start:end] and "【示例材料】" not in doc.text[start:end]
     assert label.startswith("第") and label != first.label
+    # a speech's opening chunk is header, salutation and the opening paragraph: nothing to quote
+    speech = sample.document(next(d for d in sample.documents("speech") if "周明远" in d.title).doc_id)
+    first = speech.chunks[0]
+    assert passage_span(speech, first.start, first.end, first.label, first.page) is None
 
 
 def test_queries_come_from_title_keywords_and_description(kb_home, mini_corpus):
@@ -301,7 +306,8 @@ def test_members_read_and_export_but_cannot_edit(mini, kb_home, tmp_path):
         member.packs.drop("zc", "1.1")
     result = member.packs.export("zc", "md", tmp_path / "out.md")
     assert result.path.exists()
-    assert member.audit_log(target_type="pack")[0].action == "pack.export"
+    exported = mini.audit_log(target_type="pack")[0]  # the office's log, read by staff
+    assert (exported.action, exported.user) == ("pack.export", "李委员")
 
 
 # -- versions: stale edits and many writers ---------------------------------------------

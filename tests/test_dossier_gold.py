@@ -177,8 +177,8 @@ def test_score_takes_a_plain_mapping_and_totals_are_micro_averaged():
 
 def test_benchmark_drafts_a_copy_and_its_trace_follows_the_drafting(tmp_path, capsys):
     """End to end on the sample corpus with the fake embedder: the folder given is left as it was,
-    every topic is scored, and the trace of where must-haves are lost mirrors the drafting (when
-    kb/briefing/drafting.py changes its steps, `trace_section` has to follow)."""
+    every topic is scored, and the trace of where must-haves are lost follows the drafting (it runs
+    the drafting's own `screen_section`; every stage it records must be one `STAGES` explains)."""
     import hashlib
     import json
 
@@ -198,4 +198,5 @@ def test_benchmark_drafts_a_copy_and_its_trace_follows_the_drafting(tmp_path, ca
         assert row["trace_matches_draft"], topic_id
         assert row["items"] == sum(row["items_per_section"].values())
         assert {m["stage"] for m in row["missed"]} <= set(dossier.STAGES)
+        assert not row["included_boilerplate"], (topic_id, row["included_boilerplate"])
     assert result["totals"]["must"] == sum(len(t.must) for t in GOLD_TOPICS.values())

@@ -83,7 +83,8 @@ def test_word_file_reads_back_with_quotes_citations_toc_and_stamp(kb, tmp_path):
     document = Document(str(path))
     xml = document.element.xml
     assert 'TOC \\o "1-2"' in xml and "PAGE" in document.sections[0].footer._element.xml
-    assert "汇编第 2 版" in document.core_properties.comments and "索引第 1 代" in body
+    assert "汇编第 2 版" in document.core_properties.comments and "索引第 1 代" in document.core_properties.comments
+    assert "第2版" in paragraphs and "索引第 1 代" not in body  # the stamp is for staff, in the file's properties
     assert document.settings.element.xml.count("updateFields") == 1
 
 
@@ -124,7 +125,10 @@ def test_notes_from_the_annotations_module_are_used_when_present(kb, tmp_path):
         pytest.skip("kb.annotations not present")
     item = kb.packs.get("zc").sections[0].items[0]
     expert = KnowledgeBase(kb.home, embedder=kb.embedder, user="郑伟", role="expert")
-    expert.notes.add(item.doc_id, item.quote[:12], stance="补充", text="建议同时测算财政承受能力。")
+    note = expert.notes.add(item.doc_id, item.quote[:12], stance="补充", text="建议同时测算财政承受能力。")
+    text = kb.packs.export("zc", "md", tmp_path / "pending.md").path.read_text(encoding="utf-8")
+    assert "建议同时测算财政承受能力。" not in text  # a note reaches the pack once staff accepted it
+    kb.notes.review(note.note_id, "accepted")
     text = kb.packs.export("zc", "md", tmp_path / "n.md").path.read_text(encoding="utf-8")
     assert "【补充】郑伟" in text and "建议同时测算财政承受能力。" in text
 

@@ -33,8 +33,9 @@ def test_roles_accept_chinese_labels_and_refuse_unknown_ones():
 
 
 @pytest.mark.parametrize("role, allowed", [
-    ("staff", {"read", "index", "manage_topics", "manage_packs", "annotate", "reply"}),
-    ("expert", {"read", "annotate", "reply"}),
+    ("staff", {"read", "index", "manage_topics", "manage_packs", "annotate", "reply", "review_notes", "audit",
+               "read_internal_notes"}),
+    ("expert", {"read", "annotate", "reply", "read_internal_notes"}),
     ("member", {"read", "reply"}),
 ])
 def test_what_each_role_may_do(role, allowed):
@@ -50,7 +51,7 @@ def test_member_cannot_annotate_and_nothing_is_written(indexed, doc_id, embedder
         member.notes.add(doc_id, QUOTE, stance="质疑", text="我有不同意见")
     assert err.value.user_message() == "委员（张委员）不能撰写论证意见（锚定到原文）（此操作仅限：工作人员、专家）"
     assert member.notes.find() == []
-    assert not member.audit_log(target_type="note")
+    assert not member.for_user(User("王干事", "staff")).audit_log(target_type="note")
 
 
 def test_member_may_read_and_reply_staff_and_experts_may_annotate(indexed, doc_id, embedder):
@@ -59,6 +60,9 @@ def test_member_may_read_and_reply_staff_and_experts_may_annotate(indexed, doc_i
     by_staff = staff.notes.add(doc_id, QUOTE, stance="补充", text="补贴资金来源见附件")
     by_expert = expert.notes.add(doc_id, QUOTE, stance="质疑", text="标准偏低")
     member = KnowledgeBase(indexed, embedder=embedder, user="张委员", role="member")
+    staff.notes.review(by_staff.note_id, "internal")  # kept for staff and experts
+    assert [n.note_id for n in member.notes.find()] == [by_expert.note_id]  # waiting: shown as 待审
+    staff.notes.review(by_staff.note_id, "accepted")
     member.notes.reply(by_expert.note_id, "同意")
     assert [(n.author_role, len(n.replies)) for n in member.notes.find()] == [("staff", 0), ("expert", 1)]
     assert by_staff.author_role == "staff"

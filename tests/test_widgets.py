@@ -354,7 +354,7 @@ def test_indexing_panel_without_input(staff_kb):
 
 # -- expert panel ---------------------------------------------------------------------
 def test_expert_writes_filters_and_member_replies(make_kb):
-    make_kb()
+    staff_kb = make_kb()
     expert_kb = make_kb("赵专家", "expert")
     panel = ExpertPanel(expert_kb)
     hit = next(h for h in expert_kb.search("留样 食品安全") if "留样" in h.text)
@@ -378,6 +378,7 @@ def test_expert_writes_filters_and_member_replies(make_kb):
     panel.author_filter.value = "赵专家"
     assert len(panel.notes) == 1
 
+    staff_kb.notes.review(note.note_id, "accepted")  # members read accepted notes only
     member_kb = make_kb("李委员", "member")
     member = ExpertPanel(member_kb)
     assert member.save_button.disabled and member.text_box.disabled

@@ -10,6 +10,7 @@ import pytest
 from kb.knowledge_base import KnowledgeBase
 from kb.widgets.app import TAB_PACKS, TAB_SEARCH, ResearchApp
 from kb.widgets.briefing_builder import BriefingBuilder
+from kb.widgets.expert_panel import ExpertPanel
 from kb.widgets.search_panel import SearchPanel
 
 TOPIC = "社区老年助餐服务专题协商"
@@ -261,3 +262,80 @@ def test_an_edit_on_a_version_someone_else_changed_is_refused_then_the_pack_relo
     builder.cards()[0].buttons["drop"].click()
     assert "（第 4 版），请刷新后再改" in builder.status and builder.item_count == count - 1
     assert topic_kb.packs.get("zhucan").version == 4
+
+
+def test_redraft_asks_first_and_keeps_hand_work(topic_kb):
+    builder = BriefingBuilder(topic_kb)
+    builder.draft_button.click()  # no pack yet: drafts at once
+    assert builder.version == 1 and builder.confirm_box.layout.display == "none"
+    first = builder.cards()[0].item
+    builder.cards()[0].buttons["key"].click()
+    builder.draft_button.click()  # 重新起草: asks first
+    assert builder.confirm_box.layout.display == "flex" and builder.version == 2
+    assert "重新起草会替换自动选入的条目，手工加入的条目和顺序会保留。确定吗？" in builder.confirm_box.children[0].value
+    builder.confirm_no.click()
+    assert builder.confirm_box.layout.display == "none" and topic_kb.packs.get("zhucan").version == 2
+    builder.draft_button.click()
+    builder.confirm_yes.click()
+    assert builder.confirm_box.layout.display == "none" and builder.version == 3, builder.status
+    kept = builder.cards()[0].item
+    assert kept.item_id == first.item_id and kept.key and "重新起草" in builder.pack.change
+
+
+def test_notes_outside_the_pack_are_listed_and_pulled_in(topic_kb, embedder):
+    doc = next(d for d in topic_kb.documents() if d.title == "青溪市社区助餐服务办法")
+    text = doc.text
+    topic_kb.packs.add_span("zhucan", doc.doc_id, text.index("第三条"), text.index("第四条"))
+    expert = other_user(topic_kb, "赵专家", "expert", embedder)
+    note = expert.notes.add(doc.doc_id, "每日留样四十八小时", stance="质疑", text="留样时间应延长")
+    builder = BriefingBuilder(topic_kb)
+    [card] = builder.outside_cards()
+    assert card.note.note_id == note.note_id and "未收入汇编的段落上的论证意见（1 条）" in builder.outside_box.children[0].value
+    assert "待审" in card.children[0].value and "留样时间应延长" in card.children[0].value
+    member = BriefingBuilder(other_user(topic_kb, "张委员", "member", embedder))
+    [seen] = member.outside_cards()  # members read it marked 待审, without the staff's 加入汇编
+    assert "待审" in seen.children[0].value and not seen.buttons
+    card.buttons["add"].click()
+    assert builder.status_kind == "success", builder.status
+    assert builder.outside_cards() == [] and any("每日留样四十八小时" in c.item.quote for c in builder.cards())
+    topic_kb.notes.review(note.note_id, "accepted")
+    member.refresh()
+    assert member.outside_cards() == []  # the passage is in the pack now: the note sits under its item
+    assert "专家论证意见 1 条" in "".join(c.children[0].value for c in member.cards())
+    expert.close()
+
+
+# -- the expert panel: staff review of expert notes (issue 14) --------------------------------
+def test_expert_panel_staff_review_experts_see_state_members_not_internal(staff_kb, embedder):
+    staff = staff_kb
+    expert = other_user(staff, "李专家", "expert", embedder)
+    member = other_user(staff, "张委员", "member", embedder)
+    rules = next(d.doc_id for d in staff.documents() if d.title == "青溪市社区助餐服务办法")
+    first = expert.notes.add(rules, "对八十周岁以上老年人每餐补贴三元", stance="质疑", text="标准偏低")
+    second = expert.notes.add(rules, "每日留样四十八小时", stance="补充", text="x")
+    panel = ExpertPanel(staff)
+    assert panel.pending_ids == [first.note_id, second.note_id]
+    assert panel.review_box.layout.display != "none"
+    card = panel.review_cards()[0]
+    card.buttons["accept"].click()
+    assert panel.status_kind == "success" and "采纳入汇编" in panel.status, panel.status
+    assert panel.pending_ids == [second.note_id]
+    panel.review_cards()[0].buttons["internal"].click()
+    assert panel.pending_ids == [] and "没有待审的论证意见" in panel.review_list.children[0].value
+    panel.decision_select.value = first.note_id  # staff change a decision
+    panel.internal_button.click()
+    assert staff.notes.get(first.note_id).review == "internal"
+    panel.decision_select.value = first.note_id
+    panel.accept_button.click()
+    assert staff.notes.get(first.note_id).review == "accepted"
+
+    own = ExpertPanel(expert)
+    assert own.review_box.layout.display == "none" and own.accept_button.layout.display == "none"
+    assert "审核" in own.table_html.value and "采纳入汇编" in own.notes_html.value
+    assert "仅内部参考" in own.notes_html.value and len(own.notes) == 2
+
+    reader = ExpertPanel(member)
+    assert [n.note_id for n in reader.notes] == [first.note_id]
+    assert reader.review_box.layout.display == "none" and "标准偏低" in reader.notes_html.value
+    assert "：x" not in reader.notes_html.value
+

@@ -52,7 +52,7 @@ class PackItem:
     validity: str | None = None
     chunk_id: int | None = None
     score: float = 0.0
-    origin: str = "auto"          # auto | manual
+    origin: str = "auto"          # auto (drafted: a redraft replaces it) | manual (add_hit, add_span)
     query: str = ""               # the search that found it
     note: str = ""                # 编者按
     key: bool = False             # 重点阅读

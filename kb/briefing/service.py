@@ -6,6 +6,14 @@ latest version. Two editors at once therefore both get their change in, one afte
 other. An edit made on what the editor saw passes `expected_version`; when someone
 else has saved a version since, the edit is refused with `StaleEdit` and nothing changes.
 
+A redraft replaces only the automatically chosen items: items added by hand, marked key,
+given an editor's note or moved keep their places (`draft(keep_manual=True)`, the default).
+
+Expert notes reach an export only once staff accepted them (采纳入汇编): under the item whose
+passage they are about, or — for notes on the topic's documents whose passage is in no item —
+in a part of their own (其他论证意见). `outside_notes` lists those for staff to pull in
+(`add_note_passage`).
+
 The service gets its collaborators (the database, the user, the topic and note services,
 the search and document lookup) from `KnowledgeBase`; it never holds the knowledge base.
 """
@@ -21,14 +29,14 @@ from ..storage import audit
 from ..storage import packs as pack_rows
 from ..topics import Topic
 from .drafting import (DEFAULT_PER_SECTION, PER_DOCUMENT, DocumentLookup, Relevance, Search, draft_sections,
-                       hit_for_span, item_from_hit)
+                       hit_for_span, item_from_hit, passage_span)
 from .model import (MAX_QUOTE_CHARS, SECTION_LABELS, BriefingPack, PackSection, PackVersion, clean_note, now,
                     section_key)
 
 if TYPE_CHECKING:
     from indexer.keywords import Tokenizer
 
-    from ..annotations import Notes
+    from ..annotations import Annotation, Notes
     from ..exports import ExportResult
     from ..roles import User
     from ..storage import Database, Store
@@ -91,6 +99,19 @@ class PackService:
         except PackNotFound:
             return set()
 
+    def outside_notes(self, topic_ref: str | Topic | BriefingPack, *, version: int | None = None,
+                      review: str | None = None) -> list["Annotation"]:
+        """Notes on the topic's documents (those in the pack and those mentioning its keywords) whose
+        passage is in no item of the pack — what staff may pull in. What the user may read, narrowed
+        to one review state by `review` ("accepted" for exports)."""
+        pack = topic_ref if isinstance(topic_ref, BriefingPack) else self.get(topic_ref, version)
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for _, _, item in pack.items():
+            spans.setdefault(item.doc_id, []).append((item.start, item.end))
+        related = self.notes.related_doc_ids(pack.topic_id)
+        return [n for n in self.notes.find(review=review) if n.doc_id in related
+                and not any(start < n.end and n.start < end for start, end in spans.get(n.doc_id, ()))]
+
     def _check_sources(self, pack: BriefingPack) -> None:
         """Mark items whose document is gone (来源缺失) or whose passage changed; relocate moved ones."""
         texts: dict[str, str | None] = {}
@@ -114,10 +135,11 @@ class PackService:
                 item.source_status = "changed"
 
     # -- drafting ---------------------------------------------------------
-    def draft(self, topic_ref: str | Topic, per_section: int = DEFAULT_PER_SECTION, *,
+    def draft(self, topic_ref: str | Topic, per_section: int = DEFAULT_PER_SECTION, *, keep_manual: bool = True,
               expected_version: int | None = None) -> BriefingPack:
-        """Draft (or redraft) the pack from searches. A redraft refreshes the automatic items;
-        items added, moved, annotated or marked by hand stay, and dropped items stay out."""
+        """Draft (or redraft) the pack from searches. A redraft replaces the automatic items only:
+        items added by hand, moved, given an editor's note or marked key stay, in their places and
+        order (`keep_manual=False` starts afresh without them); dropped items stay out."""
         self.user.require("manage_packs")
         if not 1 <= int(per_section) <= 50:
             raise InvalidPackEdit(f"每部分条数 {per_section} 超出范围", hint="取 1 到 50 之间")
@@ -134,21 +156,24 @@ class PackService:
         def apply(pack: BriefingPack) -> tuple[str, dict]:
             sections = [PackSection(s.key, list(s.items), dict(s.found)) for s in drafted]
             kept = 0
-            if pack.version:  # merge with the hand-made parts of the latest version
+            if pack.version and keep_manual:  # merge with the hand-made parts of the latest version
                 touched_ids = {item.item_id for _, _, item in pack.items() if item.touched}
                 for new, old in zip(sections, pack.sections):
-                    touched = [item for item in old.items if item.touched]
-                    kept += len(touched)
-                    new.items = touched + [item for item in new.items
-                                           if item.item_id not in touched_ids and item.item_id not in pack.dropped]
+                    fresh = [item for item in new.items
+                             if item.item_id not in touched_ids and item.item_id not in pack.dropped]
+                    kept += sum(item.touched for item in old.items)
+                    new.items = _merge_kept(old.items, fresh)
             redraft = bool(pack.version)
             pack.sections = sections
             pack.queries = queries
             pack.settings = {"per_section": int(per_section), "per_document": PER_DOCUMENT}
             summary = "、".join(f"{s.label}{len(s.items)}条" for s in sections)
             change = ("重新起草" if redraft else "自动起草") + f"：{summary}" + (f"（保留手工条目 {kept} 条）" if kept else "")
+            if redraft and not keep_manual:
+                change += "（未保留手工条目）"
             return change, {"counts": {s.key: len(s.items) for s in sections},
-                            "thin": [s.key for s in sections if s.thin], "seconds": seconds, "kept": kept}
+                            "thin": [s.key for s in sections if s.thin], "seconds": seconds, "kept": kept,
+                            "keep_manual": keep_manual}
 
         return self._save(topic, lambda pack: "pack.redraft" if pack.version else "pack.draft", apply,
                           expected_version, allow_new=True)
@@ -199,6 +224,27 @@ class PackService:
 
         # a pack may also start by hand, without a draft
         return self._save(self.topics.get(topic_ref), "pack.add", apply, expected_version, allow_new=True)
+
+    def add_note_passage(self, topic_ref: str | Topic, note_id: str, section: str | None = None, *,
+                         position: int | None = None, expected_version: int | None = None) -> BriefingPack:
+        """Pull the passage an expert note is about into the pack (加入汇编): the chunk holding the
+        note's quote, in the section of the document's type (专家论证意见 for other types)."""
+        self.user.require("manage_packs")
+        note = self.notes.get(note_id)
+        if note.orphaned:
+            raise InvalidPackEdit("这条论证意见所指的原文已改动或移除，无法加入汇编",
+                                  hint="打开原文找到相应段落后手工添加")
+        doc = self.document(note.doc_id)
+        start, end = note.start, note.end
+        chunk = self.store.chunk_at(doc.doc_id, note.start, note.end)
+        if chunk is not None and chunk["end"] - chunk["start"] <= MAX_QUOTE_CHARS:
+            span = passage_span(doc, chunk["start"], chunk["end"], chunk["label"], chunk["page"])
+            if span is not None and span[0] <= note.start and note.end <= span[1]:
+                start, end = span[0], span[1]
+        if section is None and doc.doc_type not in SECTION_LABELS:
+            section = "expert"
+        return self.add_span(topic_ref, doc.doc_id, start, end, section, position=position,
+                             expected_version=expected_version)
 
     def drop(self, topic_ref: str | Topic, item_ref: str, *, expected_version: int | None = None) -> BriefingPack:
         """Take an item out; a later redraft will not bring it back."""
@@ -311,17 +357,33 @@ class PackService:
                office: str | None = None,
                notes_for: Callable[[str, int, int], list] | None = None) -> "ExportResult":
         """Write the pack (latest or `version`) as docx, pdf, html or md; see `kb.exports`.
-        Experts' notes on each passage come from `notes_for` (default: the knowledge base's notes)."""
+        Experts' notes on each passage come from `notes_for` (default: the notes staff accepted);
+        accepted notes on the topic's documents outside the pack's items get a part of their own."""
         from ..exports import export_pack
 
         self.user.require("read")
         pack = self.get(topic_ref, version)
-        result = export_pack(pack, fmt, out, office=office or self.office, notes_for=notes_for or self.notes.for_span,
-                             index_now=self.index_state(), user=self.user.name)
+        accepted = notes_for or (lambda doc_id, start, end: self.notes.for_span(doc_id, start, end, review="accepted"))
+        result = export_pack(pack, fmt, out, office=office or self.office, notes_for=accepted,
+                             index_now=self.index_state(), user=self.user.name,
+                             other_notes=self.outside_notes(pack, review="accepted"), titles=self.store.titles())
         self.db.write(lambda conn: audit.record(conn, self.user, "pack.export", "pack", pack.topic_id,
                                                 version=pack.version, format=result.format, path=str(result.path)),
                       what="导出记录")
         return result
+
+
+def _merge_kept(old: list, fresh: list) -> list:
+    """A redrafted section: the items kept from `old` (`touched`) stay at their places and in their
+    order; the automatic items' places go to `fresh` ones in turn, and the rest follow."""
+    fresh = iter(fresh)
+    merged = []
+    for item in old:
+        if item.touched:
+            merged.append(item)
+        elif (new := next(fresh, None)) is not None:
+            merged.append(new)
+    return merged + list(fresh)
 
 
 def _pack(row: pack_rows.PackRow) -> BriefingPack:

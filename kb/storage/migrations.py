@@ -170,10 +170,18 @@ def _m3_audit_action_names(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE audit_log SET action=? WHERE action=?", (new, old))
 
 
+def _m4_note_review(conn: sqlite3.Connection) -> None:
+    # Staff review every note before it reaches members: pending (待审), accepted (采纳入汇编) or
+    # internal (仅内部参考). Notes written before review existed wait for a decision like new ones.
+    _add_columns(conn, "expert_notes", {"review": "TEXT NOT NULL DEFAULT 'pending'", "reviewed_by": "TEXT",
+                                        "reviewed_at": "TEXT", "review_reason": "TEXT NOT NULL DEFAULT ''"})
+
+
 Migration = tuple[int, str, Callable[[sqlite3.Connection], None]]
 MIGRATIONS: list[Migration] = [
     (1, "documents, chunks, topics, packs, notes, audit (the schema before migrations)", _m1_baseline),
     (2, "chunk generations, resumable documents, topic versions", _m2_generations_and_versions),
     (3, "audit actions named target.verb", _m3_audit_action_names),
+    (4, "staff review of expert notes", _m4_note_review),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -14,7 +14,7 @@ from .database import Connection
 
 NOTE_FIELDS = ("note_id", "doc_id", "quote", "start", "end", "author", "author_role", "stance", "text", "created",
                "prefix", "suffix", "chunk_hash", "text_hash", "status", "original_quote", "anchor_info",
-               "anchored_at")
+               "anchored_at", "review", "reviewed_by", "reviewed_at", "review_reason")
 REPLY_FIELDS = ("note_id", "parent_id", "author", "author_role", "text", "created")
 _COLUMN = {"start": "start_char", "end": "end_char"}
 _NOTE_COLUMNS = ", ".join(_COLUMN.get(f, f) for f in NOTE_FIELDS)
@@ -28,7 +28,17 @@ def _note(row) -> dict:
     data["prefix"], data["suffix"] = data["prefix"] or "", data["suffix"] or ""
     data["original_quote"] = data["original_quote"] or data["quote"]
     data["anchor_info"] = data["anchor_info"] or ""
+    data["review"], data["review_reason"] = data["review"] or "pending", data["review_reason"] or ""
     return data
+
+
+def _review_clause(reviews: Iterable[str] | None, params: list) -> str:
+    """` AND review IN (…)` for the review states wanted; empty when every state is."""
+    if reviews is None:
+        return ""
+    wanted = list(reviews)
+    params += wanted
+    return f" AND review IN ({','.join('?' * len(wanted))})" if wanted else " AND 0"
 
 
 # -- reading -------------------------------------------------------------------------
@@ -50,8 +60,9 @@ def note_ids(conn: Connection) -> set[str]:
 
 
 def notes(conn: Connection, *, doc_id: str | None = None, author: str | None = None, stance: str | None = None,
-          orphaned: bool | None = None) -> list[dict]:
-    """Notes (not replies) matching every filter given, by document and place in it."""
+          orphaned: bool | None = None, reviews: Iterable[str] | None = None) -> list[dict]:
+    """Notes (not replies) matching every filter given, by document and place in it; `reviews`
+    keeps those in one of these review states."""
     clauses, params = ["parent_id IS NULL"], []
     for column, value in (("doc_id", doc_id), ("author", author), ("stance", stance)):
         if value:
@@ -59,15 +70,20 @@ def notes(conn: Connection, *, doc_id: str | None = None, author: str | None = N
             params.append(value)
     if orphaned is not None:
         clauses.append("status = 'orphaned'" if orphaned else "status != 'orphaned'")
-    rows = conn.execute(f"SELECT * FROM expert_notes WHERE {' AND '.join(clauses)} {_ORDER}", params)
+    where = " AND ".join(clauses) + _review_clause(reviews, params)
+    rows = conn.execute(f"SELECT * FROM expert_notes WHERE {where} {_ORDER}", params)
     return [_note(r) for r in rows]
 
 
-def overlapping(conn: Connection, doc_id: str, start: int, end: int) -> list[dict]:
-    """Notes of `doc_id` whose span overlaps `[start, end)`: anchored ones in text order, then orphaned ones."""
+def overlapping(conn: Connection, doc_id: str, start: int, end: int, *,
+                reviews: Iterable[str] | None = None) -> list[dict]:
+    """Notes of `doc_id` whose span overlaps `[start, end)`: anchored ones in text order, then orphaned ones;
+    `reviews` keeps those in one of these review states."""
+    params: list = [doc_id, end, start]
+    review = _review_clause(reviews, params)
     rows = conn.execute(
-        "SELECT * FROM expert_notes WHERE doc_id=? AND parent_id IS NULL AND start_char < ? AND end_char > ? "
-        "ORDER BY status = 'orphaned', start_char, created", (doc_id, end, start))
+        "SELECT * FROM expert_notes WHERE doc_id=? AND parent_id IS NULL AND start_char < ? AND end_char > ?"
+        f"{review} ORDER BY status = 'orphaned', start_char, created", params)
     return [_note(r) for r in rows]
 
 
@@ -118,6 +134,12 @@ def set_anchor(conn: Connection, note_id: str, *, quote: str, prefix: str, suffi
         "UPDATE expert_notes SET quote=?, prefix=?, suffix=?, start_char=?, end_char=?, chunk_hash=?, text_hash=?, "
         "status=?, anchor_info=?, anchored_at=? WHERE note_id=?",
         (quote, prefix, suffix, start, end, chunk_hash, text_hash, status, info, at, note_id))
+
+
+def set_review(conn: Connection, note_id: str, *, review: str, by: str, at: str, reason: str) -> None:
+    """Staff's decision on a note: pending, accepted or internal, who made it and when."""
+    conn.execute("UPDATE expert_notes SET review=?, reviewed_by=?, reviewed_at=?, review_reason=? "
+                 "WHERE note_id=? AND parent_id IS NULL", (review, by, at, reason, note_id))
 
 
 def move_document(conn: Connection, old_doc_id: str, new_doc_id: str) -> dict[str, int]:

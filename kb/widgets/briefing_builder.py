@@ -3,7 +3,12 @@
 
 Every edit names the version it was made on (the latest one the panel has shown). When
 someone else saved a newer version meanwhile, the library refuses the edit (`StaleEdit`);
-the panel says so in its status line and reloads, keeping an editor's note being written."""
+the panel says so in its status line and reloads, keeping an editor's note being written.
+
+「重新起草」 asks first: it replaces the automatically chosen items, while items added by hand,
+marked key, given an editor's note or moved keep their places. Expert notes on the topic's
+documents whose passage is in no item are listed in a part of their own, where staff can pull
+the passage in (加入汇编)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -22,12 +27,13 @@ from kb.topics import FORMATS, STEPS
 
 from ._common import (Panel, action, app_message, button, compact, css, download_link, esc, heading, passage_label,
                       shorten, table_html)
-from ._notes import STANCE_CSS
+from ._notes import STANCE_CSS, note_html
 
 CHINESE_NUMBERS = "一二三四五"
 EXPORTS = (("docx", "Word"), ("pdf", "PDF"), ("html", "网页"), ("md", "Markdown"))
 VIEW_CARDS, VIEW_TABLE = "cards", "table"
 QUOTE_PREVIEW = 240
+REDRAFT_CONFIRM = "重新起草会替换自动选入的条目，手工加入的条目和顺序会保留。确定吗？"
 
 
 class BriefingBuilder(Panel):
@@ -60,8 +66,16 @@ class BriefingBuilder(Panel):
         self.draft_button = button("自动起草", icon="magic", width="120px")
         self.draft_button.style.button_color = "#b91c1c"
         self.draft_button.style.text_color = "white"
-        self.draft_button.on_click(lambda _b: self.draft())
+        self.draft_button.on_click(lambda _b: self.ask_draft())
         self.allow(self.draft_button, "manage_packs")
+        self.confirm_yes = button("确定", icon="check", width="80px")
+        self.confirm_no = button("取消", icon="times", width="80px")
+        self.confirm_yes.on_click(lambda _b: self._confirmed())
+        self.confirm_no.on_click(lambda _b: self._cancel_draft())
+        self.confirm_box = widgets.HBox([
+            widgets.HTML(f'<div class="xs-status xs-status-warning">{esc(REDRAFT_CONFIRM)}</div>'),
+            self.confirm_yes, self.confirm_no,
+        ], layout=widgets.Layout(display="none", grid_gap="8px", align_items="center"))
         self.version_select = widgets.Dropdown(description="版本", style={"description_width": "36px"},
                                                layout=widgets.Layout(width="440px"))
         self.version_select.observe(self._on_version, "value")
@@ -78,6 +92,7 @@ class BriefingBuilder(Panel):
         self.banner = widgets.HTML()
         self.sections_box = widgets.VBox(layout=widgets.Layout(width="100%"))
         self.table_html = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self.outside_box = widgets.VBox(layout=widgets.Layout(width="100%"))
         self._build_editor()
 
         # export buttons are enabled by pack state, so they are not toggled while busy
@@ -90,8 +105,10 @@ class BriefingBuilder(Panel):
             self.topic_form, self.topic_info,
             widgets.HBox([self.draft_button, self.version_select, self.view_select],
                          layout=widgets.Layout(grid_gap="10px", align_items="center", flex_flow="row wrap")),
+            self.confirm_box,
             widgets.HBox(list(self.export_buttons.values()), layout=widgets.Layout(grid_gap="6px")),
             self.download_html, self.status_bar, self.banner, self.editor, self.sections_box, self.table_html,
+            self.outside_box,
         ]
         self.refresh()
 
@@ -201,9 +218,24 @@ class BriefingBuilder(Panel):
             raise KBError("还没有选择协商议题", hint="先在「调研资料汇编」中选择或新建议题")
         return self.topic_id
 
+    def ask_draft(self) -> None:
+        """「自动起草」 drafts at once; 「重新起草」 first asks, since it replaces the automatic items."""
+        if self.pack is None:
+            self.draft()
+            return
+        self.confirm_box.layout.display = "flex"
+
+    def _confirmed(self) -> None:
+        self.confirm_box.layout.display = "none"
+        self.draft()
+
+    def _cancel_draft(self) -> None:
+        self.confirm_box.layout.display = "none"
+        self.set_status("没有重新起草，汇编保持不变", "info")
+
     @action("正在自动起草，请稍候…")
     def draft(self):
-        """Draft (or redraft) the pack; hand-made items are kept by the library."""
+        """Draft (or redraft) the pack; items added, moved, annotated or marked by hand keep their places."""
         pack = self._edit(self.kb.packs.draft)
         if pack is None:
             return None
@@ -285,6 +317,7 @@ class BriefingBuilder(Panel):
                                     if self.user.can("manage_packs")
                                     else "请工作人员先起草。") + "</div>") if self.topic_id else ""
             self.sections_box.children, self.table_html.value = [], ""
+            self.outside_box.children = []
             return
         notes = [f"第 {pack.version} 版，{pack.item_count} 条，{esc(pack.created_by)} 于 "
                  f"{esc(pack.created_at.replace('T', ' ')[:16])} 保存：{esc(pack.change)}"]
@@ -293,6 +326,7 @@ class BriefingBuilder(Panel):
         elif not self.user.can("manage_packs"):
             notes.append(f"{esc(self.user.role_label)}可以阅读和导出，编辑由工作人员进行")
         self.banner.value = '<div class="xs-subtitle">' + "<br>".join(notes) + "</div>"
+        self.outside_box.children = self._outside_part(pack)
         if self.view == VIEW_TABLE:
             self.sections_box.children = []
             self.table_html.value = table_html(self.pack_table(), nowrap=("序号", "部分", "重点"))
@@ -364,8 +398,52 @@ class BriefingBuilder(Panel):
         badges = "".join(f'<span class="xs-badge xs-stance-{STANCE_CSS.get(n.stance, "other")}">{esc(n.stance)}</span>'
                          for n in notes)
         first = notes[0]
-        return (f'<div class="xs-cite">专家论证意见 {len(notes)} 条：{badges}'
-                f'{esc(first.author)}：{esc(shorten(first.text, 60))}</div>')
+        waiting = sum(n.review == "pending" for n in notes) if self.user.can("review_notes") else 0
+        return (f'<div class="xs-cite">专家论证意见 {len(notes)} 条' + (f"（{waiting} 条待审）" if waiting else "")
+                + f'：{badges}{esc(first.author)}：{esc(shorten(first.text, 60))}</div>')
+
+    def _outside_part(self, pack) -> list[widgets.Widget]:
+        """Notes on the topic's documents whose passage is in no item: staff may pull the passage in;
+        members read the accepted ones (they go into the export's 其他论证意见)."""
+        notes = self.kb.packs.outside_notes(pack)
+        if not notes:
+            return []
+        staff = self.user.can("manage_packs")
+        title = "未收入汇编的段落上的论证意见" if staff else "其他论证意见"
+        hint = ("点「加入汇编」把意见所指的段落加入汇编；意见经审核采纳后随汇编导出（其他论证意见）。" if staff
+                else "以下论证意见针对本议题相关文件中未收入本汇编的段落。")
+        titles = self.kb.store.titles()
+        out: list[widgets.Widget] = [widgets.HTML(f'<div class="xs-section-head">{esc(title)}（{len(notes)} 条）</div>'
+                                                  f'<div class="xs-subtitle">{esc(hint)}</div>')]
+        for note in notes:
+            review = f'<span class="xs-badge xs-badge-gray">{esc(note.review_label)}</span>'
+            parts = [widgets.HTML(review + note_html(note, title=titles.get(note.doc_id, "")))]
+            card = widgets.VBox(parts)
+            card.buttons = {}
+            if staff:
+                add = button("加入汇编", icon="plus")
+                add.on_click(lambda _b, n=note.note_id: self.add_note_passage(n))
+                if self.read_only or note.orphaned:
+                    add.disabled = True
+                    add.tooltip = ("原文已改动，无法定位段落" if note.orphaned
+                                   else f"只读：这是历史版本，请在最新的第 {self.latest_version} 版上编辑")
+                card.buttons["add"] = add
+                card.children = parts + [add]
+            card.add_class("xs-card")
+            card.note = note
+            out.append(card)
+        return out
+
+    def outside_cards(self) -> list[widgets.VBox]:
+        return [c for c in self.outside_box.children if hasattr(c, "note")]
+
+    @action("正在加入汇编…")
+    def add_note_passage(self, note_id: str):
+        """加入汇编: add the passage an expert note is about to the pack."""
+        pack = self._edit(self.kb.packs.add_note_passage, note_id)
+        if pack is not None:
+            self._edited(pack, pack.change)
+        return pack
 
     def _open(self, item) -> None:
         if self.on_open:

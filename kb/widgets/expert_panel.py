@@ -1,4 +1,8 @@
-"""专家论证: pick a passage, choose a stance, write a note; read, filter and reply to notes."""
+"""专家论证: pick a passage, choose a stance, write a note; read, filter and reply to notes.
+
+Every note waits for staff review (待审). Staff see the waiting notes with 采纳入汇编 / 仅内部参考
+buttons (and may change a decision later); everyone sees each note's review state; members do
+not see notes kept for internal reference (the library filters by role)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -6,7 +10,7 @@ from typing import Callable
 import ipywidgets as widgets
 from traitlets import Int, List, Unicode
 
-from kb.annotations import STANCES
+from kb.annotations import REVIEW_LABELS, STANCES
 from kb.errors import InvalidNote
 
 from ._common import Panel, action, button, css, esc, heading, passage_label, shorten, table_html
@@ -28,6 +32,7 @@ class ExpertPanel(Panel):
     scope = Unicode(SCOPE_ALL, help="list notes on all documents or on the selected one")
     notes = List(help="notes listed under the current filters (Annotation objects)")
     last_note_id = Unicode("", help="id of the note saved last")
+    pending_ids = List(help="ids of the notes waiting for staff review (staff only)")
 
     def __init__(self, kb, *, on_open: Callable | None = None, **kwargs):
         super().__init__(kb, **kwargs)
@@ -83,7 +88,9 @@ class ExpertPanel(Panel):
         self.reply_button.on_click(lambda _b: self.send_reply())
         self.allow(self.reply_button, "reply")
 
-        self.busy_controls = [self.save_button, self.reply_button, self.doc_select, self.passage_select]
+        self._build_review()
+        self.busy_controls = [self.save_button, self.reply_button, self.doc_select, self.passage_select,
+                              self.accept_button, self.internal_button]
         self.writer = widgets.VBox([
             widgets.HTML('<div class="xs-section-head">撰写论证意见</div>'),
             self.doc_select, self.passage_select, self.quote_box, self.stance_buttons, self.text_box,
@@ -96,16 +103,83 @@ class ExpertPanel(Panel):
                          layout=widgets.Layout(grid_gap="6px", flex_flow="row wrap")),
             self.table_html, self.notes_html,
             widgets.HTML('<div class="xs-section-head">回复</div>'),
-            self.reply_select, self.reply_box, self.reply_button,
+            self.reply_select, self.reply_box, self.reply_button, self.decision_box,
         ], layout=widgets.Layout(width="54%" if can_write else "100%", min_width="0", grid_gap="4px"))
         self.children = [
             css(),
-            heading("专家论证意见", "选定原文段落，表明立场（支持、质疑、补充、存疑）并写下意见；意见会附在原文旁，并进入调研资料汇编。"),
-            self.status_bar, self.role_note,
+            heading("专家论证意见", "选定原文段落，表明立场（支持、质疑、补充、存疑）并写下意见；意见附在原文旁，"
+                                   "经工作人员审核采纳后进入调研资料汇编。"),
+            self.status_bar, self.role_note, self.review_box,
             widgets.HBox([self.writer, reader], layout=widgets.Layout(width="100%", grid_gap="18px")),
         ]
         self.refresh_documents()
         self.refresh_notes()
+
+    # -- staff review -------------------------------------------------------------------------
+    def _build_review(self) -> None:
+        """The 待审 list (one card per waiting note, with its two buttons) and, under the notes, a
+        row to change the decision on any listed note. Shown to staff only."""
+        self.review_list = widgets.VBox(layout=widgets.Layout(width="100%"))
+        self.review_reason = widgets.Text(placeholder="审核说明（可选）", layout=widgets.Layout(width="98%"))
+        self.review_box = widgets.VBox([
+            widgets.HTML('<div class="xs-section-head">待审的论证意见</div>'
+                         '<div class="xs-subtitle">采纳的意见委员可以看到，并随调研资料汇编导出；'
+                         '仅内部参考的意见只有工作人员和专家可以看到。</div>'),
+            self.review_list, self.review_reason,
+        ], layout=widgets.Layout(width="100%", grid_gap="4px"))
+        self.decision_select = widgets.Dropdown(description="审核", style={"description_width": "52px"},
+                                                layout=widgets.Layout(width="98%"))
+        self.accept_button = button(REVIEW_LABELS["accepted"], icon="check", width="120px")
+        self.internal_button = button(REVIEW_LABELS["internal"], icon="lock", width="120px")
+        self.accept_button.on_click(lambda _b: self.review_note(self.decision_select.value, "accepted"))
+        self.internal_button.on_click(lambda _b: self.review_note(self.decision_select.value, "internal"))
+        self.decision_box = widgets.VBox([
+            widgets.HTML('<div class="xs-section-head">审核（可更改）</div>'), self.decision_select,
+            widgets.HBox([self.accept_button, self.internal_button], layout=widgets.Layout(grid_gap="8px")),
+        ], layout=widgets.Layout(grid_gap="4px"))
+        if not self.allow(self.accept_button, "review_notes"):
+            self.allow(self.internal_button, "review_notes")
+            self.review_box.layout.display = self.decision_box.layout.display = "none"
+
+    def _review_card(self, note) -> widgets.VBox:
+        accept = button(REVIEW_LABELS["accepted"], icon="check", width="120px")
+        internal = button(REVIEW_LABELS["internal"], icon="lock", width="120px")
+        accept.on_click(lambda _b: self.review_note(note.note_id, "accepted"))
+        internal.on_click(lambda _b: self.review_note(note.note_id, "internal"))
+        card = widgets.VBox([widgets.HTML(note_html(note, title=self._titles.get(note.doc_id, ""))),
+                             widgets.HBox([accept, internal], layout=widgets.Layout(grid_gap="8px"))])
+        card.add_class("xs-card")
+        card.note = note
+        card.buttons = {"accept": accept, "internal": internal}
+        return card
+
+    def review_cards(self) -> list[widgets.VBox]:
+        return [c for c in self.review_list.children if hasattr(c, "note")]
+
+    @action("正在保存审核结论…")
+    def review_note(self, note_id: str | None, decision: str):
+        """Staff's decision on a note: "accepted" (采纳入汇编) or "internal" (仅内部参考)."""
+        if not note_id:
+            raise InvalidNote("还没有选择要审核的意见", hint="在「审核」下拉框中选择一条意见")
+        note = self.kb.notes.review(note_id, decision, reason=self.review_reason.value or "")
+        self.review_reason.value = ""
+        self._refresh_notes()
+        self.set_status(f"已审核：{note.author}的{note.stance}意见“{shorten(note.text, 24)}”——{note.review_label}",
+                        "success")
+        return note
+
+    def _refresh_review(self) -> None:
+        if not self.user.can("review_notes"):
+            return
+        pending = self.kb.notes.pending()
+        self.pending_ids = [n.note_id for n in pending]
+        self.review_list.children = [self._review_card(n) for n in pending] or [
+            widgets.HTML('<div class="xs-empty">没有待审的论证意见。</div>')]
+        current = self.decision_select.value
+        self.decision_select.options = [(f"［{n.review_label}］{n.stance}｜{n.author}：{shorten(n.text, 30)}", n.note_id)
+                                        for n in self.notes]
+        ids = [n.note_id for n in self.notes]
+        self.decision_select.value = current if current in ids else (ids[0] if ids else None)
 
     # -- choosing a passage -----------------------------------------------------------------
     def refresh_documents(self) -> None:
@@ -189,7 +263,8 @@ class ExpertPanel(Panel):
         self.last_note_id = note.note_id
         self.text_box.value = ""
         self._refresh_notes()
-        self.set_status(f"已保存{note.stance}意见：“{shorten(note.quote, 24)}”" + (f"（{note.anchor_info}）" if note.anchor_info else ""),
+        where = f"（{note.anchor_info}）" if note.anchor_info else ""
+        self.set_status(f"已保存{note.stance}意见：“{shorten(note.quote, 24)}”{where}；待工作人员审核，采纳后进入调研资料汇编",
                         "success")
         return note
 
@@ -226,14 +301,24 @@ class ExpertPanel(Panel):
         doc_id = self.doc_id if self.scope == SCOPE_DOC else None
         self.notes = notes_api.find(doc_id=doc_id or None, stance=self.filter_stance or None,
                                     author=self.filter_author or None)
-        self.table_html.value = table_html(notes_table(self.notes, self._titles),
-                                           "暂无符合条件的论证意见" if everyone else "还没有论证意见。",
-                                           nowrap=("立场", "作者", "回复", "时间"))
-        self.notes_html.value = "".join(note_html(n, title=self._titles.get(n.doc_id, "")) for n in self.notes)
+        table = notes_table(self.notes, self._titles)
+        table.insert(1, "审核", [n.review_label for n in self.notes])
+        self.table_html.value = table_html(table, "暂无符合条件的论证意见" if everyone else "还没有论证意见。",
+                                           nowrap=("立场", "审核", "作者", "回复", "时间"))
+        self.notes_html.value = "".join(self._note_html(n) for n in self.notes)
         current = self.reply_select.value
         self.reply_select.options = [(f"{n.stance}｜{n.author}：{shorten(n.text, 30)}", n.note_id) for n in self.notes]
         ids = [n.note_id for n in self.notes]
         self.reply_select.value = current if current in ids else (ids[0] if ids else None)
+        self._refresh_review()
+
+    def _note_html(self, note) -> str:
+        """A note with its review state (a member reads 待审 notes as not yet reviewed)."""
+        body = note_html(note, title=self._titles.get(note.doc_id, ""))
+        kind = {"accepted": "xs-stance-support", "internal": "xs-badge-gray"}.get(note.review, "xs-badge-warn")
+        who = f"（{note.reviewed_by}）" if note.reviewed_by else ""
+        return (f'<div class="xs-note-meta"><span class="xs-badge {kind}">{esc(note.review_label)}</span>{esc(who)}'
+                f'{esc("：" + note.review_reason) if note.review_reason else ""}</div>{body}')
 
     @action("正在发送…")
     def send_reply(self):
