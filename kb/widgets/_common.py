@@ -212,8 +212,9 @@ def download_link(path: str | os.PathLike, label: str | None = None) -> str:
 
 # -- logging ---------------------------------------------------------------
 def _configure_log(home: Path | None) -> None:
-    """Send unexpected errors to <kb home>/logs/app.log (once per process), not to the page."""
-    if getattr(_configure_log, "done", False) or home is None:
+    """Send unexpected errors to <kb home>/logs/app.log, not to the page; a process that opens
+    another knowledge base logs to that one's folder from then on."""
+    if home is None or getattr(_configure_log, "home", None) == Path(home):
         return
     try:
         folder = Path(home) / "logs"
@@ -222,10 +223,14 @@ def _configure_log(home: Path | None) -> None:
     except OSError:
         return
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    previous = getattr(_configure_log, "handler", None)
+    if previous is not None:
+        log.removeHandler(previous)
+        previous.close()
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    _configure_log.done = True
+    _configure_log.home, _configure_log.handler = Path(home), handler
 
 
 # -- the panel base ----------------------------------------------------------
