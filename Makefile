@@ -7,7 +7,7 @@ KB_HOME ?= $(CURDIR)/kb_data
 PORT ?= 8866
 export KB_HOME
 
-.PHONY: setup run index lab test test-fast bench screenshots clean
+.PHONY: setup run index lab team test test-fast bench screenshots clean
 
 setup: $(VENV)/.installed $(MODEL_DIR)/kb_model.json
 	@bash scripts/system_deps.sh
@@ -35,6 +35,10 @@ run: index
 lab: index
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
 
+# the team server: JupyterHub on 127.0.0.1:8000 with the kb service (README「团队服务器」)
+team: setup
+	bash scripts/team.sh
+
 test: setup
 	bash scripts/run_tests.sh
 
@@ -42,7 +46,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -q
 
 screenshots: index
-	KB_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py
+	KB_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_team_hub.py
 
 bench: setup
 	$(BIN)/python benchmarks/run.py --json
