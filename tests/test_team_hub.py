@@ -248,3 +248,63 @@ def test_idle_servers_are_stopped_and_nothing_is_left_running(hub):
     left = hub.stop()
     assert left == [], f"stopping the hub left processes running: {left}"
     assert not [pid for pid in pids if alive(pid)]
+
+
+# -- the knowledge-base service behind the hub ------------------------------------------------
+def api_token(hub, name: str) -> str:
+    """A token of `name`'s own, made after signing in (as a person does from the hub's token page)."""
+    s = session(hub, name)
+    reply = s.post(f"{hub.url}/hub/api/users/{name}/tokens", json={"scopes": ["access:services!service=kb"],
+                                                                     "note": "test"},
+                   headers={"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/")}, timeout=30)
+    assert reply.status_code in (200, 201), reply.text
+    return reply.json()["token"]
+
+
+def test_the_service_answers_each_account_with_its_own_role(hub):
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = f"{hub.url}/services/kb/api/"
+    # without a token, or with a wrong one: refused, never data
+    for headers in ({}, {"Authorization": "token nonsense"}):
+        reply = requests.get(api + "search", params={"q": "老年助餐补贴标准"}, headers=headers, timeout=30,
+                             allow_redirects=False)
+        assert reply.status_code in (302, 401, 403) and "hits" not in reply.text
+    tokens = {role: {"Authorization": f"token {api_token(hub, DEMO[role])}"} for role in ("staff", "member", "expert")}
+    me = requests.get(api + "me", headers=tokens["member"], timeout=30).json()
+    assert (me["name"], me["role"]) == (DEMO["member"], "member")
+    hits = requests.get(api + "search", params={"q": "老年助餐补贴标准", "top": 3}, headers=tokens["member"],
+                        timeout=60).json()["hits"]
+    assert hits and hits[0]["citation"]
+    doc_id, quote = hits[0]["doc_id"], hits[0]["text"][:20]
+    refused = requests.post(api + "notes", json={"doc": doc_id, "quote": quote, "text": "我有意见", "stance": "质疑",
+                                                 "role": "staff"}, headers=tokens["member"], timeout=30)
+    assert refused.status_code == 403 and "委员" in refused.json()["error"]
+    note = requests.post(api + "notes", json={"doc": doc_id, "quote": quote, "text": "补贴标准应动态调整",
+                                              "stance": "补充"}, headers=tokens["expert"], timeout=30)
+    assert note.status_code == 201, note.text
+    note_id = note.json()["note_id"]
+    seen = requests.get(api + "notes", params={"doc": doc_id}, headers=tokens["member"], timeout=30).json()["notes"]
+    assert note_id in [n["note_id"] for n in seen]
+    reply = requests.post(api + f"notes/{note_id}/replies", json={"text": "赞同"}, headers=tokens["member"], timeout=30)
+    assert reply.status_code == 201 and reply.json()["author"] == DEMO["member"]
+
+    # three accounts writing twenty times each at once: staff and the expert notes, the member replies
+    def write(job):
+        role, n = job
+        if role == "member":
+            return requests.post(api + f"notes/{note_id}/replies", json={"text": f"第{n}条回复"},
+                                 headers=tokens[role], timeout=120).status_code
+        return requests.post(api + "notes", json={"doc": doc_id, "quote": quote, "text": f"{role} 第{n}条",
+                                                  "stance": "补充"}, headers=tokens[role], timeout=120).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(write, [(r, n) for r in ("staff", "expert", "member") for n in range(20)]))
+    assert codes == [201] * 60
+    notes = requests.get(api + "notes", params={"doc": doc_id}, headers=tokens["staff"], timeout=30).json()["notes"]
+    assert len([n for n in notes if n["text"].startswith(("staff 第", "expert 第"))]) == 40
+    [first] = [n for n in notes if n["note_id"] == note_id]
+    assert len([r for r in first["replies"] if r["text"].startswith("第")]) == 20
+    assert requests.get(api + "audit", headers=tokens["member"], timeout=30).status_code == 403
+    entries = requests.get(api + "audit", params={"limit": 500}, headers=tokens["staff"], timeout=30).json()["entries"]
+    assert {DEMO["staff"], DEMO["member"], DEMO["expert"]} <= {e["user"] for e in entries}
