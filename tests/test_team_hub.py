@@ -134,8 +134,14 @@ def test_each_demo_account_signs_in_to_the_app(hub, browser, role):
     # sign-in → spawn → the app rendered by Voila in the person's own server
     page.wait_for_url(re.compile(rf"/user/{name}/voila/render/app\.ipynb"), timeout=SPAWN)
     page.wait_for_selector(".lm-TabBar-tab >> text=检索", timeout=SPAWN)
-    assert "Traceback" not in page.inner_text("body")
+    body = page.inner_text("body")
+    assert "Traceback" not in body
+    # the account and its group decide who is working: nothing to choose or switch
+    assert f"{name}（" in body and "请选择身份" not in body and "切换身份" not in body
     shot(page, f"team_{role}_app")
+    page.click(".lm-TabBar-tab >> text=文档管理")
+    page.wait_for_selector("text=知识库现有文档", timeout=60_000)
+    assert page.is_visible("text=开始索引") == (role == "staff")  # only staff add documents
 
 
 def test_a_member_gets_the_app_and_nothing_else(hub):
