@@ -27,6 +27,7 @@ $(MODEL_DIR)/kb_model.json: $(VENV)/.installed
 index: setup
 	$(BIN)/kb index corpus/ ; test $$? -le 1
 	$(BIN)/kb topic import corpus/topics.yaml
+	$(BIN)/kb cycle import corpus/topics.yaml
 
 run: index
 	$(BIN)/kb search 老年助餐补贴标准 --top 3

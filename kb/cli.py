@@ -25,7 +25,8 @@ from .knowledge_base import KnowledgeBase
 from .search import MODES, SearchFilters
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
-EXTENSIONS: tuple[str, ...] = ("kb.cli_notes", "kb.cli_eval", "kb.cli_topics")
+EXTENSIONS: tuple[str, ...] = ("kb.cli_notes", "kb.cli_eval", "kb.cli_topics", "kb.cli_tune", "kb.cli_cycle",
+                                   "kb.cli_thesaurus")
 
 
 def open_kb(args) -> KnowledgeBase:
@@ -226,6 +227,20 @@ def cmd_backup(args) -> int:
     return EXIT_OK
 
 
+def cmd_migrate(args) -> int:
+    from .maintenance import migrate_to_postgres
+
+    kb_user = _cli_user(args)
+    kb_user.require("index")
+    info = migrate_to_postgres(_home(args), args.to, kb_user)
+    if args.json:
+        print_json(info)
+    else:
+        print(f"已迁移到 {info['database']}：文档 {info['documents']} 篇，段落 {info['chunks']} 个；"
+              f"settings.toml 已指向它（kb.sqlite 留在原处，不再使用）")
+    return EXIT_OK
+
+
 def cmd_restore(args) -> int:
     from .maintenance import restore
 
@@ -315,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("backup", metavar="BACKUP", help="kb backup 写出的文件夹")
     p.add_argument("--force", action="store_true", help="覆盖已有知识库（原文件移到 .before-restore-时间 文件夹）")
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("migrate", parents=[common], help="把单人使用的 SQLite 知识库迁移到 PostgreSQL")
+    p.add_argument("--to", required=True, metavar="URL", help="空的 PostgreSQL 数据库，如 postgresql://kb@db:5432/kb")
+    p.set_defaults(func=cmd_migrate)
 
     for module_name in EXTENSIONS:
         importlib.import_module(module_name).register(sub, common)

@@ -1,7 +1,10 @@
 """Settings: where the knowledge base lives, which model embeds, who is working.
 
 Order of precedence: explicit argument > environment (KB_HOME, KB_MODEL, KB_USER,
-KB_ROLE) > `settings.toml` in the knowledge-base folder > defaults.
+KB_ROLE, KB_DATABASE_URL) > `settings.toml` in the knowledge-base folder > defaults.
+
+`database` (or KB_DATABASE_URL) names a PostgreSQL database (`postgresql://…`) to keep the
+knowledge base's rows in instead of `kb.sqlite`; the search files stay in the folder.
 """
 from __future__ import annotations
 
@@ -22,6 +25,25 @@ def resolve_home(home: str | os.PathLike | None = None) -> Path:
     return Path(home or os.environ.get("KB_HOME") or DEFAULT_HOME).expanduser()
 
 
+def _settings_file(home: Path) -> dict:
+    settings_file = home / "settings.toml"
+    if not settings_file.exists():
+        return {}
+    with settings_file.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def database_url(home: str | os.PathLike) -> str | None:
+    """The PostgreSQL URL of the knowledge base in `home`: KB_DATABASE_URL, else `database` in
+    its settings.toml; None for the embedded SQLite file. `kb.storage.Database` asks this."""
+    url = os.environ.get("KB_DATABASE_URL") or _settings_file(Path(home)).get("database")
+    return url or None
+
+
+def is_postgres(url: str | None) -> bool:
+    return bool(url) and url.split("://", 1)[0] in ("postgresql", "postgres")
+
+
 @dataclass
 class Settings:
     home: Path = DEFAULT_HOME
@@ -36,6 +58,7 @@ class Settings:
     dense_weight: float | None = None
     min_dense_score: float | None = None  # None: the model's default floor (kb.search)
     sentence_weight: float = 1.0  # best-sentence evidence in hybrid ranking; 0 turns it off
+    database: str | None = None  # postgresql://… ; None keeps kb.sqlite in the folder
     extra: dict = field(default_factory=dict)
 
     def searcher_options(self) -> dict:
@@ -47,12 +70,9 @@ class Settings:
     @classmethod
     def load(cls, home: str | os.PathLike | None = None, **overrides) -> "Settings":
         home_path = resolve_home(home)
-        values: dict = {}
-        settings_file = home_path / "settings.toml"
-        if settings_file.exists():
-            with settings_file.open("rb") as fh:
-                values.update(tomllib.load(fh))
-        for key, env in (("model", "KB_MODEL"), ("user", "KB_USER"), ("role", "KB_ROLE")):
+        values: dict = _settings_file(home_path)
+        for key, env in (("model", "KB_MODEL"), ("user", "KB_USER"), ("role", "KB_ROLE"),
+                         ("database", "KB_DATABASE_URL")):
             if os.environ.get(env):
                 values[key] = os.environ[env]
         values.update({k: v for k, v in overrides.items() if v is not None})

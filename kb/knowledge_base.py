@@ -44,10 +44,11 @@ class KnowledgeBase:
         self.settings = settings or Settings.load(home, model=model, **overrides)
         self.home = Path(self.settings.home)
         self.user = User(self.settings.user, self.settings.role)
-        self.db = Database(self.home, create=create)
+        # On PostgreSQL every transaction runs under this person's database role (see kb.storage.pg).
+        self.db = Database(self.home, create=create, url=self.settings.database).for_user(self.user)
         self.store = Store(self.home, db=self.db)
         self._engine = _Engine(embedder)
-        self._notes = self._topics = self._packs = None
+        self._notes = self._topics = self._packs = self._cycle = None
 
     def for_user(self, user: User) -> "KnowledgeBase":
         """The same knowledge base acting for `user`: shares the database, the model and the
@@ -56,7 +57,9 @@ class KnowledgeBase:
         view = object.__new__(type(self))
         view.__dict__.update(self.__dict__)
         view.user = user
-        view._notes = view._topics = view._packs = None
+        view.db = self.db.for_user(user)
+        view.store = Store(self.home, db=view.db)
+        view._notes = view._topics = view._packs = view._cycle = None
         return view
 
     # -- lazily built parts -----------------------------------------------
@@ -195,6 +198,18 @@ class KnowledgeBase:
                                       tokenizer=lambda: self.tokenizer, index_state=self.index_state,
                                       office=self.settings.extra.get("office"))
         return self._packs
+
+    @property
+    def cycle(self):
+        """The consultation cycle of topics: plan, speeches, minutes, outcomes, dashboard; see `kb.cycle`."""
+        if self._cycle is None:
+            from .cycle import CycleService
+            from .cycle_exports import export_minutes, export_report
+
+            self._cycle = CycleService(self.db, self.user, topics=self.topics, search=self.search,
+                                       export_minutes=export_minutes, export_report=export_report,
+                                       office=self.settings.extra.get("office"))
+        return self._cycle
 
     def close(self) -> None:
         self.db.close()

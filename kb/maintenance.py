@@ -1,5 +1,6 @@
 """Keeping a knowledge base sound: `kb doctor` (check, and rebuild the search files from the
-database), `kb backup` and `kb restore`.
+database), `kb backup`, `kb restore`, and `kb migrate` (moving a one-person SQLite knowledge
+base into PostgreSQL).
 
 The database is the source of truth; the search files are derived from it. So a damaged
 search file is repaired from the database, while a damaged database is restored from
@@ -20,11 +21,12 @@ from indexer.store import MANIFEST, IndexFiles, make_private
 
 from .errors import BackupError, StorageError
 from .roles import User
-from .storage import DB_FILE, SCHEMA_VERSION, Database, Store, check_backup_file
+from .storage import DB_FILE, SCHEMA_VERSION, Database, PostgresDatabase, Store, check_backup_file
 from .storage import audit as audit_rows
 
 BACKUP_INFO = "backup.json"
-_KEPT_FILES = ("settings.toml", "userdict.txt")
+PG_DUMP_FILE = "kb.pgdump"  # the database of a PostgreSQL knowledge base, as pg_dump wrote it
+_KEPT_FILES = ("settings.toml", "userdict.txt", "thesaurus.tsv")
 
 
 @dataclass
@@ -75,6 +77,8 @@ def _check_database(db: Database, store: Store, report: Checkup) -> None:
         return
     counts = store.counts()
     report.facts.append(f"数据库 {db.path}：格式版本 {SCHEMA_VERSION}，文档 {counts['documents']} 篇，段落 {counts['chunks']} 个")
+    for problem in audit_rows.chain_problems(db.conn):  # an edited or deleted audit row
+        report.problems.append(f"{problem}（操作记录只能追加；从备份核对，kb restore 可恢复）")
     if store.rebuild_pending():
         report.problems.append("有一次 kb index --rebuild 没有完成（再运行一次 kb index --rebuild 完成它）")
     unfinished = store.unfinished_documents()
@@ -142,7 +146,7 @@ def backup(home: str | os.PathLike, out: str | os.PathLike, user: User) -> dict:
     try:
         out.mkdir(parents=True, exist_ok=True, mode=0o700)
         with store.write_lock(wait=600):
-            db.backup_to(out / DB_FILE)
+            db.backup_to(out / (PG_DUMP_FILE if db.backend == "postgresql" else DB_FILE))
             manifest = store.read_manifest()
             if manifest:
                 shutil.copytree(store.home / manifest["index_dir"], out / manifest["index_dir"])
@@ -151,7 +155,7 @@ def backup(home: str | os.PathLike, out: str | os.PathLike, user: User) -> dict:
             if (store.home / name).exists():
                 shutil.copy2(store.home / name, out / name)
         info = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "source": str(Path(home).resolve()),
-                "by": user.name, "schema_version": db.schema_version, **store.counts(),
+                "by": user.name, "schema_version": db.schema_version, "backend": db.backend, **store.counts(),
                 "generation": (manifest or {}).get("generation")}
         (out / BACKUP_INFO).write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
         make_private(out)
@@ -166,15 +170,19 @@ def restore(backup_dir: str | os.PathLike, home: str | os.PathLike, user: User, 
     in `home` is moved aside into `home/.before-restore-<time>/`, never deleted."""
     src, home = Path(backup_dir), Path(home)
     info_path = src / BACKUP_INFO
-    if not (src / DB_FILE).exists() or not info_path.exists():
+    archive = src / PG_DUMP_FILE
+    if not ((src / DB_FILE).exists() or archive.exists()) or not info_path.exists():
         raise BackupError(f"{src} 不是 kb backup 写出的备份（缺少 {DB_FILE} 或 {BACKUP_INFO}）",
                           hint="指定 kb backup 生成的文件夹")
-    problems = check_backup_file(src / DB_FILE)  # a damaged or newer backup is refused before anything moves
+    # a damaged or newer backup is refused before anything moves
+    problems = [] if archive.exists() else check_backup_file(src / DB_FILE)
     if problems:
         raise BackupError(f"备份 {src / DB_FILE} 不能使用：{problems[0]}", hint="换一份备份")
     existing = [p for p in home.iterdir() if not p.name.startswith(".before-restore-")] if home.is_dir() else []
     if existing and not force:
         raise BackupError(f"{home} 里已经有知识库文件", hint="加 --force 覆盖（原有文件会移到 .before-restore-时间 文件夹，不会删除）")
+    # a PostgreSQL knowledge base: its rows go into an empty database, checked before anything moves
+    target = _restore_target(src) if archive.exists() else None
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     if existing:
         aside = home / f".before-restore-{time.strftime('%Y%m%d%H%M%S')}"
@@ -182,7 +190,7 @@ def restore(backup_dir: str | os.PathLike, home: str | os.PathLike, user: User, 
         for path in existing:
             os.replace(path, aside / path.name)
     for path in src.iterdir():
-        if path.name == BACKUP_INFO:
+        if path.name in (BACKUP_INFO, PG_DUMP_FILE):
             continue
         if path.is_dir():
             shutil.copytree(path, home / path.name)
@@ -191,6 +199,10 @@ def restore(backup_dir: str | os.PathLike, home: str | os.PathLike, user: User, 
     for path in home.iterdir():
         if not path.name.startswith(".before-restore-"):
             path.chmod(0o600) if path.is_file() else make_private(path)
+    if target is not None:
+        target.restore_from(archive)
+        target.close()
+        _set_database_setting(home, target.url)
     db = Database(home, create=False)
     try:
         IndexFiles(home).published() if (home / MANIFEST).exists() else None
@@ -201,4 +213,61 @@ def restore(backup_dir: str | os.PathLike, home: str | os.PathLike, user: User, 
     return json.loads(info_path.read_text(encoding="utf-8"))
 
 
-__all__ = ["Checkup", "check", "backup", "restore", "KBError"]
+def _restore_target(src: Path):
+    """The empty PostgreSQL database a PostgreSQL backup is restored into: KB_DATABASE_URL, else the
+    one the backup's settings name; refused (before anything moves) when it already holds a knowledge base."""
+    from .config import database_url
+
+    url = database_url(src)
+    if not url:
+        raise BackupError(f"{src} 是 PostgreSQL 知识库的备份，但没有指明恢复到哪个数据库",
+                          hint="用 KB_DATABASE_URL 指定一个新建的空数据库")
+    target = PostgresDatabase(src, url=url)
+    if target.filled_tables():
+        target.close()
+        raise BackupError(f"{target.path} 里已经有知识库的数据，没有改动它",
+                          hint="恢复到一个新建的空数据库（用 KB_DATABASE_URL 指定它）")
+    return target
+
+
+# -- moving to PostgreSQL --------------------------------------------------------
+def migrate_to_postgres(home: str | os.PathLike, url: str, user: User) -> dict:
+    """Copy the SQLite knowledge base in `home` into the empty PostgreSQL database `url` — every
+    table, in one transaction — then name the database in `home/settings.toml`.
+
+    The search files stay in the folder and keep pointing at the same chunk ids, so searches
+    give the same results. `kb.sqlite` is left where it is, no longer used."""
+    from .config import is_postgres
+
+    home = Path(home)
+    if not is_postgres(url):
+        raise StorageError(f"{url} 不是 PostgreSQL 数据库地址", hint="形如 postgresql://用户@主机:5432/数据库名")
+    source = Database(home, create=False, url="")  # the folder's kb.sqlite, whatever settings.toml says
+    target = None
+    try:
+        target = PostgresDatabase(home, url=url)
+        filled = target.filled_tables()
+        if filled:
+            raise StorageError(f"目标数据库 {target.path} 里已经有知识库的数据（{'、'.join(filled)}），没有改动它",
+                               hint="迁移到一个新建的空数据库")
+        copied = target.copy_from(source, then=lambda conn, rows: audit_rows.record(
+            conn, user, "kb.migrate", "kb", None, to=target.path, rows=rows))
+        counts = Store(home, db=target).counts()
+    finally:
+        source.close()
+        if target is not None:
+            target.close()
+    _set_database_setting(home, url)
+    return {"database": target.path, "rows": copied, **counts}
+
+
+def _set_database_setting(home: Path, url: str) -> None:
+    """`database = "url"` at the top of settings.toml (top-level keys must come before any [table])."""
+    path = home / "settings.toml"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    kept = [line for line in lines if not line.replace(" ", "").startswith("database=")]
+    path.write_text("\n".join([f"database = {json.dumps(url)}", *kept]) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
+__all__ = ["Checkup", "check", "backup", "restore", "migrate_to_postgres", "KBError"]

@@ -70,6 +70,7 @@ class RemoteKnowledgeBase:
         self.notes = _RemoteService(self, "notes")
         self.topics = _RemoteService(self, "topics")
         self.packs = _RemotePacks(self, "packs")
+        self.cycle = _RemoteService(self, "cycle")
 
     # -- transport ------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs) -> Any:

@@ -1,5 +1,7 @@
-"""Who may do what. Staff manage material, topics and packs and review expert notes; experts
-write anchored notes; members read, search and reply (notes kept for internal reference are not shown to them)."""
+"""Who may do what. Staff manage material, topics and packs, review expert notes and run the
+consultation cycle (plan, minutes, outcomes); experts write anchored notes; members read, search and
+reply (notes kept for internal reference are not shown to them), update their own research tasks
+and sign up for topics on the year's menu (履职菜单)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,6 +22,11 @@ ACTIONS = {
     "review_notes": ("审核论证意见", {"staff"}),
     # notes staff keep for internal reference (仅内部参考) are not shown to members
     "read_internal_notes": ("查阅仅内部参考的论证意见", {"staff", "expert"}),
+    # the consultation cycle (kb.cycle): everyone reads the plan and outcomes; staff change them;
+    # members update the research tasks they are on and sign up for topics on the 履职菜单
+    "manage_cycle": ("管理协商工作计划、发言、纪要和成果办理", {"staff"}),
+    "update_own_tasks": ("更新自己的调研任务和调研报告", {"staff", "member"}),
+    "sign_up": ("报名参加履职菜单中的协商议题", {"staff", "member"}),
 }
 
 

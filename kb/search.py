@@ -4,9 +4,14 @@ How a query runs:
 1. Filters select the allowed chunks first; both sides only ever see those.
 2. Keyword side: the query minus its conversational framing (请问、怎么办 …),
    tokenized like the passages, scored with BM25; each candidate also gets its
-   *coverage*, the share of the query's word IDF mass it contains.
+   *coverage*, the share of the query's word IDF mass it contains. Lay words add
+   official ones at a lower weight than the query's own: single words from
+   `synonyms.txt` (老婆 → 配偶) and everyday expressions from the thesaurus
+   (`kb.thesaurus`: 老板欠薪 → 拖欠工资 劳动报酬), matched as substrings, used
+   when they make up a good part of the question.
 3. Dense side: the whole question, embedded with the model's query prompt,
-   searched in faiss.
+   searched in faiss (as asked: official terms appended to it lowered dense
+   nDCG@10 on STARD).
 4. Fusion over the union of both candidate lists:
    * ``combsum`` (default): each side's score is scaled to 0..1 between its
      best and its 100th candidate (every candidate gets both scores, read
@@ -41,6 +46,7 @@ from indexer.embedding import Embedder
 from indexer.errors import IndexDamaged, InvalidQuery
 from indexer.keywords import KeywordIndex, KeywordResult, Tokenizer, is_word, strip_colloquial
 
+from . import thesaurus as thesaurus_mod
 from .citations import Citation
 
 if TYPE_CHECKING:
@@ -57,6 +63,16 @@ RERANK_DEPTH = 30
 SENTENCE_WEIGHT = 1.0
 # Query-aware weights (keyword, dense) for combsum, by query kind; measured on stard-mini.
 QUERY_WEIGHTS = {"keywords": (0.7, 0.3), "question": (0.4, 0.6)}
+# Thesaurus expansion (docs/search.md): the official terms' BM25 counts THESAURUS_WEIGHT against
+# the query's own words (1.0), and only when the lay expressions found make up at least
+# THESAURUS_MIN_SHARE of the question's characters: a long story with one everyday phrase in
+# it is better served by its own words. The dense side embeds the question as asked
+# ("append", the question with its official terms, lowered dense nDCG@10 on STARD).
+THESAURUS_WEIGHT = 0.3
+THESAURUS_MIN_SHARE = 0.15
+THESAURUS_DENSE = "none"
+THESAURUS_DENSE_MODES = ("none", "append")
+_CJK_RE = re.compile(r"[\u4e00-\u9fff]")
 _QUESTION_RE = re.compile(r"[？?]|吗|呢|怎么|如何|是否|能否|可以|什么|哪些|为什么|谁|应当|应该")
 
 
@@ -193,6 +209,20 @@ class QueryPlan:
     keyword_tokens: list[str]
     kind: str  # "keywords" (a few terms, jargon) or "question" (a sentence in the asker's words)
     expansion: list[str] = field(default_factory=list)  # official words for the query's lay words
+    lay_matches: list[str] = field(default_factory=list)  # thesaurus expressions found in the query
+    official_terms: list[str] = field(default_factory=list)  # their official terms, not already in the query
+    official_tokens: list[str] = field(default_factory=list)  # those terms tokenized like passages
+    lay_share: float = 0.0  # share of the question's characters inside the lay expressions found
+    official_weight: float = 0.0  # BM25 weight of official_tokens (the query's own words count 1); 0: not used
+
+    def dense_text(self, mode: str = THESAURUS_DENSE) -> str:
+        """What the dense side embeds: the question, with its official terms appended in "append" mode."""
+        if mode == "append" and self.official_weight > 0:
+            return f"{self.text}（{' '.join(self.official_terms)}）"
+        return self.text
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 def query_kind(query: str) -> str:
@@ -202,6 +232,30 @@ def query_kind(query: str) -> str:
     if _QUESTION_RE.search(query) or chars > 12:
         return "question"
     return "keywords"
+
+
+def make_plan(query: str, tokenizer: Tokenizer, thesaurus: thesaurus_mod.Thesaurus | None,
+              thesaurus_weight: float = THESAURUS_WEIGHT, min_share: float = THESAURUS_MIN_SHARE) -> QueryPlan:
+    """The plan of a checked, stripped query: its tokens and kind, the official words of its lay
+    words (`synonyms.txt`) and of its everyday expressions (the thesaurus; None: no expansion).
+    The thesaurus terms get `thesaurus_weight` when the expressions found cover at least
+    `min_share` of the question's characters, else weight 0 (listed, not used)."""
+    tokens = tokenizer.tokenize_query(query)
+    if not any(is_word(t) for t in tokens):
+        raise InvalidQuery("检索词只包含停用词或标点（如“的、是、怎么”）", hint="加上具体的主题词，例如：养老服务 补贴")
+    plan = QueryPlan(text=query, keyword_tokens=tokens, kind=query_kind(query))
+    if thesaurus is None:
+        return plan
+    plan.expansion = tokenizer.expand_query(query)
+    matched, terms = thesaurus.expand(query)
+    if terms:
+        plan.lay_matches = [e.lay for e in matched]
+        plan.official_terms = terms
+        plan.official_tokens = tokenizer.tokenize(" ".join(terms))
+        core = _CJK_RE.findall(strip_colloquial(query)) or _CJK_RE.findall(query)
+        plan.lay_share = round(min(1.0, sum(len(lay) for lay in plan.lay_matches) / max(len(core), 1)), 3)
+        plan.official_weight = thesaurus_weight if plan.lay_share >= min_share else 0.0
+    return plan
 
 
 def _scale(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -221,9 +275,13 @@ class Searcher:
                  fusion: str = "combsum", rrf_k: int = 60, keyword_weight: float | None = None,
                  dense_weight: float | None = None, min_dense_score: float | None = None,
                  confident_dense_score: float | None = None, min_coverage: float = 0.3,
-                 strong_coverage: float = 0.5, expand: bool = True, sentence_weight: float = SENTENCE_WEIGHT):
+                 strong_coverage: float = 0.5, expand: bool = True, sentence_weight: float = SENTENCE_WEIGHT,
+                 thesaurus_weight: float = THESAURUS_WEIGHT, thesaurus_min_share: float = THESAURUS_MIN_SHARE,
+                 thesaurus_dense: str = THESAURUS_DENSE):
         if fusion not in FUSIONS:
             raise InvalidQuery(f"未知融合方式 {fusion}", hint="可选 " + " / ".join(FUSIONS))
+        if thesaurus_dense not in THESAURUS_DENSE_MODES:
+            raise InvalidQuery(f"未知的词表语义用法 {thesaurus_dense}", hint="可选 " + " / ".join(THESAURUS_DENSE_MODES))
         self.store = store
         self.embedder = embedder
         self.tokenizer = tokenizer
@@ -245,6 +303,9 @@ class Searcher:
         self.strong_coverage = strong_coverage
         self.expand = expand
         self.sentence_weight = float(sentence_weight)
+        self.thesaurus_weight = float(thesaurus_weight)
+        self.thesaurus_min_share = float(thesaurus_min_share)
+        self.thesaurus_dense = thesaurus_dense
 
     def settings(self) -> dict:
         """The knobs in force, for stamping eval reports and benchmarks."""
@@ -253,6 +314,10 @@ class Searcher:
                 "min_dense_score": self.min_dense_score, "confident_dense_score": self.confident_dense_score,
                 "min_coverage": self.min_coverage, "strong_coverage": self.strong_coverage,
                 "sentence_weight": self.sentence_weight, "rerank_depth": RERANK_DEPTH,
+                "thesaurus_weight": self.thesaurus_weight if self.expand else 0.0,
+                "thesaurus_min_share": self.thesaurus_min_share,
+                "thesaurus_dense": self.thesaurus_dense if self.expand else "none",
+                "thesaurus_entries": len(self.thesaurus()),
                 "candidates": CANDIDATES, "dense_index": self.manifest.get("dense_index"),
                 "tokenizer": self.manifest.get("keyword", {}).get("fingerprint")}
 
@@ -265,11 +330,28 @@ class Searcher:
         if len(query) > MAX_QUERY_CHARS:
             raise InvalidQuery(f"检索词过长（{len(query)} 字，上限 {MAX_QUERY_CHARS} 字）",
                                hint="摘取最关键的一两句话再检索")
-        tokens = self.tokenizer.tokenize_query(query)
-        if not any(is_word(t) for t in tokens):
-            raise InvalidQuery("检索词只包含停用词或标点（如“的、是、怎么”）", hint="加上具体的主题词，例如：养老服务 补贴")
-        expansion = self.tokenizer.expand_query(query) if self.expand else []
-        return QueryPlan(text=query, keyword_tokens=tokens, kind=query_kind(query), expansion=expansion)
+        return make_plan(query, self.tokenizer, self.thesaurus() if self.expand else None,
+                         thesaurus_weight=self.thesaurus_weight, min_share=self.thesaurus_min_share)
+
+    def thesaurus(self) -> thesaurus_mod.Thesaurus:
+        """Built-in entries with the knowledge base's own; re-read when a file changes."""
+        return thesaurus_mod.load(getattr(self.store, "home", None))
+
+    def keyword_scores(self, plan: QueryPlan) -> tuple[np.ndarray, np.ndarray]:
+        """(BM25, coverage) of every chunk: the query's words, its synonyms, and its official
+        terms at `plan.official_weight`. Coverage is that of the query's own words, or of the
+        official terms scaled by the lay expressions' share of the question, whichever is
+        higher: a passage that says 占道经营 answers 门口摆摊 without either of its words."""
+        scores, coverage = self.keyword_index.scores(plan.keyword_tokens, plan.expansion)
+        if plan.official_tokens and plan.official_weight > 0:
+            official, official_coverage = self.keyword_index.scores(plan.official_tokens)
+            scores = scores + np.float32(plan.official_weight) * official
+            coverage = np.maximum(coverage, np.float32(plan.lay_share) * official_coverage)
+        return scores, coverage
+
+    def query_vector(self, plan: QueryPlan) -> np.ndarray:
+        """The dense side's query vector (see THESAURUS_DENSE)."""
+        return self.embedder.embed_query(plan.dense_text(self.thesaurus_dense))
 
     def weights(self, plan: QueryPlan) -> tuple[float, float]:
         """(keyword, dense) weights: configured ones win, otherwise by query kind."""
@@ -290,7 +372,7 @@ class Searcher:
 
         if self.dense_index.ntotal == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), None
-        vector = self.embedder.embed_query(plan.text).reshape(1, -1).astype(np.float32)
+        vector = self.query_vector(plan).reshape(1, -1).astype(np.float32)
         params = None
         if allowed is not None:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
@@ -326,13 +408,14 @@ class Searcher:
             return []
         # Both sides always run: the mode decides the ranking, but whether the corpus
         # answers the query at all is judged on all the evidence (see `_rank`).
-        full_scores = self.keyword_index.scores(plan.keyword_tokens, plan.expansion)
+        full_scores = self.keyword_scores(plan)
         mask = self.keyword_index.rows_for(allowed) if allowed is not None else None
         keyword = self.keyword_index.top(*full_scores, CANDIDATES, mask)
         dn_ids, dn_scores, vector = self._dense(plan, CANDIDATES, allowed)
         candidates = self._candidates(keyword, dn_ids, dn_scores, vector, full_scores)
         ranked = self._rank(mode, candidates, keyword, dn_scores, plan, vector)
-        return self._hits(ranked, plan.keyword_tokens, top_k)
+        used = plan.official_terms if plan.official_weight > 0 else []
+        return self._hits(ranked, plan.keyword_tokens + used, top_k)
 
     def _candidates(self, keyword: KeywordResult, dn_ids, dn_scores, vector, full_scores) -> dict[int, Candidate]:
         """The union of both candidate lists, each candidate with both sides' evidence."""

@@ -67,6 +67,10 @@ CALLS = {
     "topics": {"get", "list", "add", "edit", "set_step", "link", "unlink"},
     "packs": {"get", "exists", "history", "doc_ids", "draft", "add_hit", "add_span", "drop", "move", "reorder",
               "note", "mark_key"},
+    "cycle": {"plan", "plans", "set_step", "add_task", "task", "my_tasks", "update_task", "menu", "sign_up",
+              "confirm_signup", "speeches", "add_speech", "remove_speech", "minutes", "minutes_history",
+              "draft_minutes", "edit_minutes", "proposals", "proposal", "instructions", "add_instruction", "assign",
+              "set_status", "reviews", "add_review", "history", "topic_record", "resolve_proposal"},
 }
 # The only dataclasses a client may send as arguments.
 ARGUMENT_TYPES = (SearchFilters, Hit, Citation)

@@ -10,6 +10,7 @@ from kb import audit
 from kb.errors import InvalidNote, PermissionDenied
 from kb.knowledge_base import KnowledgeBase
 from kb.roles import User
+from kb.storage import audit as audit_rows
 
 from .conftest import REPO
 from .conftest import run_cli as run
@@ -150,6 +151,8 @@ def test_note_author_must_be_named_not_left_at_the_default(staff, doc_id, kb_hom
 def test_old_action_names_are_renamed_when_the_database_is_migrated(staff, kb_home):
     staff.close()
     conn = sqlite3.connect(kb_home / "kb.sqlite")
+    for trigger in ("audit_log_no_update", "audit_log_no_delete"):  # a file from then had no append-only guard
+        conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
     for old in ("index", "note_add", "note_reply", "note_import", "note_reanchor"):
         conn.execute("INSERT INTO audit_log(at, user, role, action, target_type) VALUES('2025-01-01T00:00:00', "
                      "'王干事', 'staff', ?, 'note')", (old,))
@@ -159,6 +162,7 @@ def test_old_action_names_are_renamed_when_the_database_is_migrated(staff, kb_ho
     reopened = KnowledgeBase(kb_home, user="王干事", role="staff")
     assert {e.action for e in reopened.audit_log()} == {"document.index", "note.add", "note.reply", "note.import",
                                                         "note.reanchor"}
+    assert audit_rows.chain_problems(reopened.db.conn) == []  # the old rows were sealed into the chain
 
 
 def _actions_written_by(path) -> set[str]:

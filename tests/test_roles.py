@@ -34,9 +34,9 @@ def test_roles_accept_chinese_labels_and_refuse_unknown_ones():
 
 @pytest.mark.parametrize("role, allowed", [
     ("staff", {"read", "index", "manage_topics", "manage_packs", "annotate", "reply", "review_notes", "audit",
-               "read_internal_notes"}),
+               "read_internal_notes", "manage_cycle", "update_own_tasks", "sign_up"}),
     ("expert", {"read", "annotate", "reply", "read_internal_notes"}),
-    ("member", {"read", "reply"}),
+    ("member", {"read", "reply", "update_own_tasks", "sign_up"}),
 ])
 def test_what_each_role_may_do(role, allowed):
     user = User("某人", role)

@@ -10,6 +10,10 @@ knowledge base yet, never over a path that held a file.
 Writes go through `write(work)`: `work(conn)` runs inside one BEGIN IMMEDIATE
 transaction (so a read-modify-write sees no one else's change between its read and
 its write), and is retried from the start when another process holds the lock.
+
+A knowledge base whose settings name a PostgreSQL database (`database = "postgresql://…"`
+or KB_DATABASE_URL) opens as `kb.storage.pg_database.PostgresDatabase` instead: the same
+methods, with each transaction run under the acting person's database role (`for_user`).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from typing import Callable, Iterator, TypeVar
 
 from indexer.errors import IndexLocked
 
+from ..config import database_url, is_postgres
 from ..errors import DatabaseDamaged, SchemaTooNew
 from .migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
@@ -112,9 +117,22 @@ class Database:
     """`kb.sqlite` of one knowledge-base folder, checked, migrated and ready.
 
     `create=True` allows making a new database, but only in a folder that holds no
-    knowledge base yet (no manifest, no index generation, no settings)."""
+    knowledge base yet (no manifest, no index generation, no settings).
 
-    def __init__(self, home: str | os.PathLike, *, create: bool = True):
+    `url` (else KB_DATABASE_URL, else `database` in the folder's settings.toml) naming a
+    PostgreSQL database makes this a `PostgresDatabase`; `url=""` means the folder's kb.sqlite."""
+
+    backend = "sqlite"
+    actor = None  # the person transactions act for (a kb.roles.User); PostgreSQL enforces their role
+    # Other backends by name; kb/storage/__init__.py registers "postgresql" (kb.storage.pg_database).
+    backends: dict[str, type] = {}
+
+    def __new__(cls, home: str | os.PathLike, *, create: bool = True, url: str | None = None):
+        if cls is Database and is_postgres(url if url is not None else database_url(home)):
+            cls = Database.backends["postgresql"]
+        return super().__new__(cls)
+
+    def __init__(self, home: str | os.PathLike, *, create: bool = True, url: str | None = None):
         self.home = Path(home)
         self.path = self.home / DB_FILE
         self.backup_path: Path | None = None  # the copy taken before the last migration
@@ -155,6 +173,14 @@ class Database:
             raise DatabaseDamaged(f"{self.home} 里还没有知识库（还没有索引过任何文件）",
                                   hint="先运行 kb index 文件夹 或 kb init，或检查 --home / KB_HOME")
         _create_private(self.path)
+
+    def for_user(self, user) -> "Database":
+        """The same open database acting for `user` (a `kb.roles.User`): on PostgreSQL every
+        transaction of the view runs under the person's role (`kb_member`, `kb_expert`, `kb_staff`)."""
+        view = object.__new__(type(self))  # shares the connection
+        view.__dict__.update(self.__dict__)
+        view.actor = user
+        return view
 
     # -- schema -------------------------------------------------------------
     def _check_and_migrate(self) -> None:

@@ -363,6 +363,14 @@ class Store:
         """(chunk_id, doc_id) of every live chunk, in id order (for evaluation's re-segmenting)."""
         return self.conn.execute("SELECT chunk_id, doc_id FROM chunks WHERE retired=0 ORDER BY chunk_id").fetchall()
 
+    def iter_passages(self) -> Iterator:
+        """(chunk_id, doc_id, title, label, passage) of every chunk the next publish would hold, in id
+        order: the knowledge base's own text, for adapting the embedding model to it (`kb tune`)."""
+        yield from self.conn.execute(
+            "SELECT c.chunk_id, c.doc_id, d.title, c.label, "
+            "COALESCE(c.passage, substr(d.text, c.start + 1, c.end - c.start)) AS passage "
+            f"FROM chunks c JOIN documents d USING(doc_id) WHERE {_PUBLISHABLE} ORDER BY c.chunk_id")
+
     def set_tokens(self, tokens: dict[int, list[str]]) -> None:
         """Replace the keyword tokens of these chunks in one transaction."""
         def work(conn: Connection) -> None:

@@ -1,4 +1,5 @@
-"""The database schema, as numbered migrations. `PRAGMA user_version` holds the last one applied.
+"""The database schema, as numbered migrations. `PRAGMA user_version` holds the last one applied
+(on PostgreSQL, the table `kb_schema`; `kb.storage.pg` translates the SQL below).
 
 Add a migration at the end; never edit one that has shipped. Each runs in its own
 transaction together with the version bump, after `Database` has copied the file.
@@ -128,6 +129,8 @@ def _statements(script: str) -> list[str]:
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    if hasattr(conn, "table_columns"):  # PostgreSQL (kb.storage.pg): from information_schema
+        return conn.table_columns(table)
     return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
 
 
@@ -177,11 +180,152 @@ def _m4_note_review(conn: sqlite3.Connection) -> None:
                                         "reviewed_at": "TEXT", "review_reason": "TEXT NOT NULL DEFAULT ''"})
 
 
+def _m5_audit_chain(conn: sqlite3.Connection) -> None:
+    # Each audit row carries the hash of its fields chained to the row before (kb.storage.audit);
+    # rows already there are sealed now. The table only ever grows: SQLite refuses UPDATE and DELETE.
+    from .audit import seal_existing
+
+    _add_columns(conn, "audit_log", {"prev_hash": "TEXT", "hash": "TEXT"})
+    sqlite = isinstance(conn, sqlite3.Connection)  # PostgreSQL gets its own trigger and grants
+    verbs = ("update", "delete")
+    if sqlite:  # sealing is the one update the log ever gets (a file migrated again has the guard already)
+        for verb in verbs:
+            conn.execute(f"DROP TRIGGER IF EXISTS audit_log_no_{verb}")
+    seal_existing(conn)
+    if sqlite:
+        for verb in verbs:
+            conn.execute(f"CREATE TRIGGER audit_log_no_{verb} BEFORE {verb.upper()} ON audit_log "
+                         "BEGIN SELECT RAISE(ABORT, '操作记录只能追加，不能修改或删除'); END")
+
+
+# The consultation cycle (协商全流程): the eight steps as a plan, research tasks, the 履职菜单 sign-ups,
+# speeches, the minutes (every version), proposals and what became of them (批示、交办、办理、回头看).
+# Portable SQL only (a PostgreSQL backend runs the same statements): TEXT ids made in Python, JSON as TEXT.
+_CYCLE = """
+CREATE TABLE IF NOT EXISTS cycle_steps (
+    topic_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    owner TEXT,
+    due TEXT,
+    done TEXT,
+    note TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (topic_id, step)
+);
+CREATE TABLE IF NOT EXISTS cycle_tasks (
+    task_id TEXT PRIMARY KEY,
+    topic_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    title TEXT NOT NULL,
+    place TEXT,
+    date TEXT,
+    members TEXT NOT NULL DEFAULT '[]',
+    material TEXT NOT NULL DEFAULT '',
+    assignee TEXT,
+    status TEXT NOT NULL,
+    report TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cycle_tasks_topic ON cycle_tasks(topic_id);
+CREATE TABLE IF NOT EXISTS cycle_signups (
+    topic_id TEXT NOT NULL,
+    member TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    confirmed_by TEXT,
+    confirmed_at TEXT,
+    PRIMARY KEY (topic_id, member)
+);
+CREATE TABLE IF NOT EXISTS cycle_speeches (
+    speech_id TEXT PRIMARY KEY,
+    topic_id TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    speaker TEXT NOT NULL,
+    speaker_role TEXT NOT NULL,
+    affiliation TEXT NOT NULL DEFAULT '',
+    theme TEXT NOT NULL DEFAULT '',
+    text TEXT NOT NULL,
+    proposals TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cycle_speeches_topic ON cycle_speeches(topic_id, ordinal);
+CREATE TABLE IF NOT EXISTS cycle_minutes (
+    topic_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    content TEXT NOT NULL,
+    change TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    PRIMARY KEY (topic_id, version)
+);
+CREATE TABLE IF NOT EXISTS cycle_proposals (
+    proposal_id TEXT PRIMARY KEY,
+    topic_id TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    theme TEXT NOT NULL,
+    text TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '{}',
+    citation TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cycle_proposals_topic ON cycle_proposals(topic_id, ordinal);
+CREATE TABLE IF NOT EXISTS cycle_instructions (
+    instruction_id TEXT PRIMARY KEY,
+    topic_id TEXT NOT NULL,
+    proposal_id TEXT,
+    leader TEXT NOT NULL,
+    date TEXT,
+    text TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cycle_instructions_topic ON cycle_instructions(topic_id);
+CREATE TABLE IF NOT EXISTS cycle_handling (
+    entry_id TEXT PRIMARY KEY,
+    proposal_id TEXT NOT NULL,
+    department TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    date TEXT,
+    reply TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cycle_handling_proposal ON cycle_handling(proposal_id, department, seq);
+CREATE TABLE IF NOT EXISTS cycle_reviews (
+    review_id TEXT PRIMARY KEY,
+    topic_id TEXT NOT NULL,
+    date TEXT,
+    reviewer TEXT NOT NULL DEFAULT '',
+    findings TEXT NOT NULL,
+    rating TEXT NOT NULL DEFAULT '',
+    followup TEXT NOT NULL DEFAULT '',
+    next_topic_id TEXT,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cycle_reviews_topic ON cycle_reviews(topic_id)
+"""
+
+
+def _m6_consultation_cycle(conn: sqlite3.Connection) -> None:
+    for statement in _statements(_CYCLE):
+        conn.execute(statement)
+
+
 Migration = tuple[int, str, Callable[[sqlite3.Connection], None]]
 MIGRATIONS: list[Migration] = [
     (1, "documents, chunks, topics, packs, notes, audit (the schema before migrations)", _m1_baseline),
     (2, "chunk generations, resumable documents, topic versions", _m2_generations_and_versions),
     (3, "audit actions named target.verb", _m3_audit_action_names),
     (4, "staff review of expert notes", _m4_note_review),
+    (5, "audit log as a hash chain, append-only", _m5_audit_chain),
+    (6, "the consultation cycle: plan, tasks, speeches, minutes, proposals and outcomes", _m6_consultation_cycle),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

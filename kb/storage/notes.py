@@ -38,7 +38,7 @@ def _review_clause(reviews: Iterable[str] | None, params: list) -> str:
         return ""
     wanted = list(reviews)
     params += wanted
-    return f" AND review IN ({','.join('?' * len(wanted))})" if wanted else " AND 0"
+    return f" AND review IN ({','.join('?' * len(wanted))})" if wanted else " AND FALSE"
 
 
 # -- reading -------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def topic_row(conn: Connection, key: str) -> dict | None:
 
 def topic_rows(conn: Connection, year: int | None = None) -> list[dict]:
     """Newest year first, then in the order they were added."""
-    sql = "SELECT * FROM topics" + (" WHERE year=?" if year else "") + " ORDER BY year DESC, rowid"
+    sql = "SELECT * FROM topics" + (" WHERE year=?" if year else "") + " ORDER BY year DESC NULLS LAST, rowid"
     return [_decoded(r) for r in conn.execute(sql, (year,) if year else ())]
 
 
@@ -65,8 +65,8 @@ def title_taken(conn: Connection, title: str, other_than: str) -> bool:
 
 def link_rows(conn: Connection, topic_id: str) -> list[dict]:
     """The topic's links by date, then in the order they were made."""
-    return [dict(r) for r in conn.execute("SELECT * FROM topic_links WHERE topic_id=? ORDER BY date, link_id",
-                                          (topic_id,))]
+    return [dict(r) for r in conn.execute(
+        "SELECT * FROM topic_links WHERE topic_id=? ORDER BY date NULLS FIRST, link_id", (topic_id,))]
 
 
 # -- writing -------------------------------------------------------------------------
@@ -93,10 +93,11 @@ def update(conn: Connection, topic_id: str, changes: dict, *, user: str) -> None
 def insert_link(conn: Connection, topic_id: str, kind: str, *, doc_id: str | None, title: str, date: str | None,
                 author: str | None, text: str, user: str) -> int:
     """The new link's id."""
-    cursor = conn.execute(
+    row = conn.execute(
         "INSERT INTO topic_links(topic_id, kind, doc_id, title, date, author, text, created_at, created_by)"
-        " VALUES(?,?,?,?,?,?,?,?,?)", (topic_id, kind, doc_id, title, date, author, text, _now(), user))
-    return cursor.lastrowid
+        " VALUES(?,?,?,?,?,?,?,?,?) RETURNING link_id",
+        (topic_id, kind, doc_id, title, date, author, text, _now(), user)).fetchone()
+    return row["link_id"]
 
 
 def delete_link(conn: Connection, topic_id: str, link_id: int) -> bool:

@@ -1,4 +1,4 @@
-"""The tabbed app Voila serves: choose who you are, then 检索 / 调研资料汇编 / 专家论证 / 文档管理.
+"""The tabbed app Voila serves: choose who you are, then 检索 / 调研资料汇编 / 专家论证 / 协商工作台 / 文档管理.
 
 The panels talk through the app: 加入资料汇编 in a search card goes into the builder's current
 pack, 打开原文 opens the viewer beside the results, 添加论证意见 selects the passage in the
@@ -20,7 +20,8 @@ from kb.roles import ROLE_BY_LABEL, ROLES, User
 from ._common import Panel, action, app_message, button, css, esc, open_knowledge_base
 
 TAB_SEARCH, TAB_PACKS, TAB_NOTES, TAB_DOCS = "检索", "调研资料汇编", "专家论证", "文档管理"
-ALL_TABS = (TAB_SEARCH, TAB_PACKS, TAB_NOTES, TAB_DOCS)
+TAB_CYCLE = "协商工作台"
+ALL_TABS = (TAB_SEARCH, TAB_PACKS, TAB_NOTES, TAB_CYCLE, TAB_DOCS)
 ROLE_HELP = {
     "staff": "工作人员：管理文档、编辑调研资料汇编并导出，也可撰写论证意见",
     "member": "委员：检索和阅读资料、查看资料汇编，回复专家意见",
@@ -189,11 +190,17 @@ class ResearchApp(Panel):
                              on_annotate=self._annotate if expert else None,
                              layout=widgets.Layout(width="58%"))
         indexing = IndexingPanel(kb, on_indexed=self._after_indexing) if TAB_DOCS in names else None
+        cycle = None
+        if TAB_CYCLE in names:
+            from .dashboard import CycleDashboard
+
+            cycle = CycleDashboard(kb)
         pages = {TAB_SEARCH: widgets.HBox([search, viewer], layout=widgets.Layout(width="100%", grid_gap="16px")),
-                 TAB_PACKS: builder, TAB_NOTES: expert, TAB_DOCS: indexing}
-        self.panels.update({TAB_SEARCH: search, TAB_PACKS: builder, TAB_NOTES: expert, TAB_DOCS: indexing})
+                 TAB_PACKS: builder, TAB_NOTES: expert, TAB_CYCLE: cycle, TAB_DOCS: indexing}
+        self.panels.update({TAB_SEARCH: search, TAB_PACKS: builder, TAB_NOTES: expert, TAB_CYCLE: cycle,
+                            TAB_DOCS: indexing})
         self.panels = {k: v for k, v in self.panels.items() if v is not None}
-        shown = [name for name in ALL_TABS if name in names or name == TAB_SEARCH]
+        shown = [name for name in ALL_TABS if (name in names and pages[name] is not None) or name == TAB_SEARCH]
         self.tabs = widgets.Tab(children=[pages[n] for n in shown], titles=shown)
         self.tabs.layout.width = "100%"
         self.select_tab(names[0] if names else TAB_SEARCH)  # a role notebook opens on its own tab

@@ -75,6 +75,12 @@ class IndexingPanel(Panel):
                          layout=widgets.Layout(align_items="center", grid_gap="12px")),
             self.summary_html, self.documents_html,
         ]
+        self.thesaurus_panel = None
+        if all(allowed) and not getattr(kb, "remote", False):  # staff edit the knowledge base's own 检索词表
+            from .thesaurus_panel import ThesaurusPanel
+
+            self.thesaurus_panel = ThesaurusPanel(kb)
+            self.children = [*self.children, self.thesaurus_panel]
         self.refresh()
 
     # -- listing ----------------------------------------------------------------
