@@ -43,6 +43,19 @@ CASE = """南塘港公铁水联运模式
 """
 
 
+def stop_process_group(process, timeout: float = 20) -> None:
+    """Stop a server started with start_new_session=True, and everything it started."""
+    import os
+    import signal
+    import subprocess
+
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def run_cli(capsys, *argv):
     """Run `kb ARGV` in-process: (exit code, stdout, stderr)."""
     from kb.cli import main

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -22,7 +21,7 @@ import pytest
 from kb.config import DEFAULT_MODEL_DIR
 from kb.knowledge_base import KnowledgeBase
 
-from .conftest import REPO
+from .conftest import REPO, stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -97,11 +96,7 @@ def served_app(tmp_path_factory):
         wait_until_up(url, process)
         yield url, home
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process)
         log.close()
 
 

@@ -10,7 +10,6 @@ server's process tree back within 300 MB of where it started.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from kb.knowledge_base import KnowledgeBase
 
-from .conftest import REPO
+from .conftest import REPO, stop_process_group
 from .test_browser import CHROMIUM, CHROMIUM_FLAGS, free_port, wait_until_up
 
 pytestmark = pytest.mark.slow
@@ -78,11 +77,7 @@ def voila(tmp_path):
         wait_until_up(url, process)
         yield url, process, log_path
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process)
         log.close()
 
 

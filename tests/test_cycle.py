@@ -18,7 +18,7 @@ from kb.knowledge_base import KnowledgeBase
 from kb.storage import migrations
 from kb.topics import STEPS
 
-from .conftest import REPO, run_cli
+from .conftest import REPO, run_cli, stop_process_group
 
 ON = "2025-08-01"
 SPEECHES = [
@@ -462,11 +462,7 @@ def served_cycle(tmp_path_factory):
         wait_until_up(f"http://127.0.0.1:{env['PORT']}/", process)
         yield f"http://127.0.0.1:{env['PORT']}/", home, model
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process)
         log.close()
 
 

@@ -109,6 +109,23 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+def retry_writes(attempt: Callable[[], T], retryable: Callable[[BaseException], bool], what: str) -> T:
+    """Run `attempt()` (one whole write transaction) again, with growing pauses, while it fails
+    for a reason `retryable` says will pass (another writer); give up after WRITE_RETRIES."""
+    delay = 0.05
+    for number in range(WRITE_RETRIES):
+        try:
+            return attempt()
+        except Exception as exc:
+            if not retryable(exc):
+                raise
+            if number == WRITE_RETRIES - 1:
+                raise IndexLocked(f"知识库正忙，{what}没有保存", hint="稍等片刻再试一次") from exc
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
 def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
@@ -237,19 +254,11 @@ class Database:
 
         Everything `work` reads, it reads inside the transaction, so what it writes is based
         on the current state; an audit entry written by `work` lands with the change or not at all."""
-        delay = 0.05
-        for attempt in range(WRITE_RETRIES):
-            try:
-                with self.transaction() as conn:
-                    return work(conn)
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc):
-                    raise
-                if attempt == WRITE_RETRIES - 1:
-                    raise IndexLocked(f"知识库正忙，{what}没有保存", hint="稍等片刻再试一次") from exc
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 2.0)
-        raise AssertionError("unreachable")
+        return retry_writes(lambda: self._attempt(work), is_busy, what)
+
+    def _attempt(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self.transaction() as conn:
+            return work(conn)
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:

@@ -20,20 +20,17 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import subprocess
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
-from indexer.errors import IndexLocked
 
 from ..config import database_url
 from ..errors import BackupError, DatabaseDamaged, PermissionDenied, SchemaTooNew, StorageError
 from . import pg
-from .database import WRITE_RETRIES, Database
+from .database import Database, retry_writes
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
@@ -143,23 +140,17 @@ class PostgresDatabase(Database):
         conn.native("COMMIT")
 
     def write(self, work: Callable[[pg.PgConnection], T], *, what: str = "修改") -> T:
-        delay = 0.05
-        for attempt in range(WRITE_RETRIES):
-            try:
-                with self.transaction() as conn:
-                    return work(conn)
-            except pg.psycopg.errors.InsufficientPrivilege as exc:  # the database enforces the role
-                role = self.actor.role_label if self.actor is not None else "当前连接"
-                raise PermissionDenied(f"数据库拒绝了这次{what}：{role}没有这项权限（{_first_line(exc)}）",
-                                       hint="此操作超出当前角色的权限；操作记录只能追加") from exc
-            except pg.psycopg.Error as exc:
-                if not pg.is_retryable(exc):
-                    raise
-                if attempt == WRITE_RETRIES - 1:
-                    raise IndexLocked(f"知识库正忙，{what}没有保存", hint="稍等片刻再试一次") from exc
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 2.0)
-        raise AssertionError("unreachable")
+        return retry_writes(lambda: self._attempt_as_actor(work, what),
+                            lambda exc: isinstance(exc, pg.psycopg.Error) and pg.is_retryable(exc), what)
+
+    def _attempt_as_actor(self, work: Callable[[pg.PgConnection], T], what: str) -> T:
+        try:
+            with self.transaction() as conn:
+                return work(conn)
+        except pg.psycopg.errors.InsufficientPrivilege as exc:  # the database enforces the role
+            role = self.actor.role_label if self.actor is not None else "当前连接"
+            raise PermissionDenied(f"数据库拒绝了这次{what}：{role}没有这项权限（{_first_line(exc)}）",
+                                   hint="此操作超出当前角色的权限；操作记录只能追加") from exc
 
     @contextmanager
     def snapshot(self) -> Iterator[pg.PgConnection]:
