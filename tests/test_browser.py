@@ -8,6 +8,7 @@ is 127.0.0.1.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -74,12 +75,14 @@ def wait_until_up(url: str, process: subprocess.Popen, tries: int = 120, pause: 
     raise TimeoutError(f"{url} did not answer after {tries} tries")
 
 
-@pytest.fixture(scope="module")
-def served_app(tmp_path_factory):
+@contextlib.contextmanager
+def serving_sample_app(home: Path, prepare=None):
+    """The sample corpus and topics indexed into `home` (the real model when it is built), then
+    the app served by scripts/serve_app.sh on a free port: yields (url, model); stops it after.
+    `prepare(kb)` adds more before serving (e.g. the consultation-cycle sample)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium is not installed (scripts/system_deps.sh installs it)")
     pytest.importorskip("playwright.sync_api")
-    home = tmp_path_factory.mktemp("browser") / "kb_data"
     model = str(DEFAULT_MODEL_DIR) if (DEFAULT_MODEL_DIR / "config.json").exists() else "hashing:256"
     env = dict(os.environ, KB_HOME=str(home), KB_MODEL=model, PORT=str(free_port()))
     env.pop("KB_USER", None)
@@ -87,6 +90,8 @@ def served_app(tmp_path_factory):
     kb = KnowledgeBase(home, model=model, user="测试员", role="staff")
     kb.index([REPO / "corpus"])
     kb.topics.import_yaml(REPO / "corpus" / "topics.yaml")
+    if prepare:
+        prepare(kb)
     kb.close()
     log = open(home.parent / "voila.log", "w")
     process = subprocess.Popen(["bash", str(REPO / "scripts" / "serve_app.sh")], cwd=REPO, env=env,
@@ -94,10 +99,17 @@ def served_app(tmp_path_factory):
     url = f"http://127.0.0.1:{env['PORT']}/"
     try:
         wait_until_up(url, process)
-        yield url, home
+        yield url, model
     finally:
         stop_process_group(process)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def served_app(tmp_path_factory):
+    home = tmp_path_factory.mktemp("browser") / "kb_data"
+    with serving_sample_app(home) as (url, _model):
+        yield url, home
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from kb.knowledge_base import KnowledgeBase
 from kb.storage import migrations
 from kb.topics import STEPS
 
-from .conftest import REPO, run_cli, stop_process_group
+from .conftest import REPO, run_cli
 
 ON = "2025-08-01"
 SPEECHES = [
@@ -433,37 +433,11 @@ def test_the_sample_cycle_imports_once_and_tells_the_story(kb_home, embedder):
 # -- in a real browser (slow): the tab and the exported report, with screenshots ---------------------
 @pytest.fixture(scope="module")
 def served_cycle(tmp_path_factory):
-    import os
-    import signal
-    import subprocess
-    from pathlib import Path
+    from .test_browser import serving_sample_app
 
-    from kb.config import DEFAULT_MODEL_DIR
-
-    from .test_browser import CHROMIUM, free_port, wait_until_up
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (scripts/system_deps.sh installs it)")
-    pytest.importorskip("playwright.sync_api")
     home = tmp_path_factory.mktemp("cycle-browser") / "kb_data"
-    model = str(DEFAULT_MODEL_DIR) if (DEFAULT_MODEL_DIR / "config.json").exists() else "hashing:256"
-    kb = KnowledgeBase(home, model=model, user="测试员", role="staff")
-    kb.index([REPO / "corpus"])
-    kb.topics.import_yaml(REPO / "corpus" / "topics.yaml")
-    kb.cycle.import_yaml(REPO / "corpus" / "topics.yaml")
-    kb.close()
-    env = dict(os.environ, KB_HOME=str(home), KB_MODEL=model, PORT=str(free_port()))
-    env.pop("KB_USER", None)
-    env.pop("KB_ROLE", None)
-    log = open(home.parent / "voila.log", "w")
-    process = subprocess.Popen(["bash", str(REPO / "scripts" / "serve_app.sh")], cwd=REPO, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_until_up(f"http://127.0.0.1:{env['PORT']}/", process)
-        yield f"http://127.0.0.1:{env['PORT']}/", home, model
-    finally:
-        stop_process_group(process)
-        log.close()
+    with serving_sample_app(home, lambda kb: kb.cycle.import_yaml(REPO / "corpus" / "topics.yaml")) as (url, model):
+        yield url, home, model
 
 
 @pytest.mark.slow
