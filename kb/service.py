@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -142,7 +141,6 @@ class Service:
         self.allowed_sources = [Path(p).expanduser().resolve() for p in (allowed_sources or [])]
         self.indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-index")
         self.jobs: dict[str, IndexJob] = {}
-        self.lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Load the model and the published index before the first request."""
@@ -347,7 +345,6 @@ class CallHandler(APIHandler):
         kwargs = wire.decode(data.get("kwargs") or {}, allowed=ARGUMENT_TYPES)
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise wire.WireError("参数格式不对")
-        kwargs.pop("notes_for", None)
         if target == "packs" and method == "add_hit":
             # the passage is taken from the document, never from the hit the client sent
             method, args = "add_span", _span_args(args, kwargs)
