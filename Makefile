@@ -36,7 +36,8 @@ run: index
 lab: index
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
 
-# the team server: JupyterHub on 127.0.0.1:8000 with the kb service (README「团队服务器」)
+# the team server: JupyterHub on 127.0.0.1:8000 with the kb service and, unless KB_DATABASE_URL names
+# one, its own PostgreSQL cluster in .team-pg/ (README「团队服务器」)
 team: setup
 	bash scripts/team.sh
 
@@ -47,7 +48,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -q
 
 screenshots: index
-	KB_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_team_hub.py
+	KB_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_team_hub.py tests/test_cycle.py tests/test_cycle_browser.py
 
 bench: setup
 	$(BIN)/python benchmarks/run.py --json

@@ -20,6 +20,7 @@ DOC_TYPES = {
     "case": "案例模式",
     "expert": "专家论证",
     "minutes": "协商纪要",
+    "research": "调研报告",
     "other": "其他",
 }
 DOC_TYPE_BY_LABEL = {label: key for key, label in DOC_TYPES.items()}
@@ -79,6 +80,8 @@ def infer_doc_type(title: str, text: str, header: dict) -> str:
     head = title + "\n" + text[:300]
     if "纪要" in title:
         return "minutes"
+    if "调研报告" in title:
+        return "research"
     if "论证" in title or "专家意见" in title or "experts" in header:
         return "expert"
     if "讲话" in title or "致辞" in title or "speaker" in header:

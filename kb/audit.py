@@ -31,6 +31,7 @@ ACTION_LABELS = {
     "task.add": "新增调研任务",
     "task.edit": "更新调研任务",
     "task.report": "提交调研报告",
+    "task.attach": "上传调研报告文件（索引并关联议题）",
     "speech.add": "登记委员发言",
     "speech.remove": "删除委员发言",
     "minutes.draft": "起草协商纪要",

@@ -32,6 +32,8 @@ def _print_plan(plan: Plan) -> None:
                 print(f"       收集：{t.material}")
             if t.report:
                 print(f"       报告：{t.report}")
+            for r in t.reports:
+                print(f"       调研报告文件：{r.file_name}（《{r.title}》，{r.author or ''} {r.date or ''}，doc_id {r.doc_id}）")
     if plan.signups:
         print("履职菜单报名：" + "、".join(f"{s.member}（{s.status}）" for s in plan.signups))
 
@@ -106,8 +108,17 @@ def cmd_plan_task(args) -> int:
 def cmd_plan_update(args) -> int:
     report = Path(args.report_file).read_text(encoding="utf-8") if args.report_file else args.report
     task = open_kb(args).cycle.update_task(args.task_id, status=args.status, report=report, assignee=args.assignee,
-                                           members=args.members)
+                                           members=args.members, title=args.title, kind=args.kind, place=args.place,
+                                           date=args.date, material=args.material)
     return _out(args, task.as_dict(), lambda: print(f"已更新调研任务 {task.task_id}：{task.title}（{task.status}）"))
+
+
+def cmd_plan_attach(args) -> int:
+    task = open_kb(args).cycle.attach_report(args.task_id, args.file, title=args.title, date=args.date)
+    report = next(r for r in task.reports if r.file_name == Path(args.file).name)
+    return _out(args, task.as_dict(), lambda: print(
+        f"已上传调研报告《{report.title}》到任务 {task.task_id}（{task.title}），已索引为“调研报告”并关联议题 {task.topic_id}"
+        f"（doc_id {report.doc_id}；工作人员可用 kb pack add 把其中段落加入汇编）"))
 
 
 def cmd_plan_mine(args) -> int:
@@ -336,7 +347,20 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--report-file", help="从文件读入调研报告（UTF-8 文本）")
     p.add_argument("--assignee", help="改派负责人（工作人员）")
     p.add_argument("--members", type=_list_arg, help="参加委员（工作人员）")
+    p.add_argument("--title", help="任务名称（工作人员）")
+    p.add_argument("--kind", help="任务类型（工作人员）：" + "、".join(TASK_KINDS.values()))
+    p.add_argument("--place", help="地点（工作人员）")
+    p.add_argument("--date", type=date_value, metavar="DATE", help="日期（工作人员）")
+    p.add_argument("--material", help="要收集的资料（工作人员）")
     p.set_defaults(func=cmd_plan_update)
+
+    p = plan.add_parser("attach", parents=[common],
+                        help="上传调研报告文件到调研任务：索引为“调研报告”并关联议题（委员只能传自己的任务）")
+    p.add_argument("task_id")
+    p.add_argument("file", help="报告文件（.docx .pdf .txt .md .html）")
+    p.add_argument("--title", help="报告标题（默认取文件中的标题）")
+    p.add_argument("--date", type=date_value, metavar="DATE", help="报告日期（默认今天）")
+    p.set_defaults(func=cmd_plan_attach)
 
     p = plan.add_parser("mine", parents=[common], help="我的调研任务（工作人员可用 --member 看某位委员的）")
     p.add_argument("--member")

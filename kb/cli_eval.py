@@ -28,6 +28,8 @@ def register(subparsers, common) -> None:
     p.add_argument("--model", help="嵌入模型文件夹（默认 KB_MODEL 或内置模型）")
     p.add_argument("--cache", type=Path, help="评测索引缓存文件夹（默认 KB_EVAL_CACHE 或 ~/.cache/xieshang-kb/eval）")
     p.add_argument("--run-file", type=Path, help="另存排序结果（TREC 格式），可交给 score.py 核对")
+    p.add_argument("--database", metavar="URL",
+                   help="把评测语料存入这个 PostgreSQL 数据库（postgresql://…，新建的空库），在团队服务器的后端上评测")
     p.set_defaults(func=cmd_eval)
 
 
@@ -41,7 +43,8 @@ def cmd_eval(args) -> int:
     if args.sentence_weight is not None:
         options["sentence_weight"] = args.sentence_weight
     report = evaluate(bench, embedder, mode=args.mode, cache_root=args.cache, searcher_options=options,
-                      run_path=args.run_file, progress=None if args.json else stderr_progress("建立评测索引"))
+                      run_path=args.run_file, progress=None if args.json else stderr_progress("建立评测索引"),
+                      database=args.database)
     for qid, reason in report.failed_queries.items():
         print(f"问题 {qid} 无法检索，按零分计：{reason}", file=sys.stderr)
     if args.json:

@@ -119,7 +119,8 @@ def charts(board: "Dashboard") -> dict[str, tuple[str, bytes]]:
             labels.append(f"{_short(row.议题)}（{row.协商形式}）")
         ax.set_yticks(range(len(labels)), labels, fontsize=9)
         ax.invert_yaxis()
-        known = [dt.date.fromisoformat(d) for d in pd_dates(steps)]
+        # a year whose topics have no dated step yet still gets its axis (around today)
+        known = [dt.date.fromisoformat(d) for d in pd_dates(steps)] or [dt.date.fromisoformat(board.on)]
         first, last = min(known), max(known)
         today = dt.date.fromisoformat(board.on)
         ax.set_xlim(first - dt.timedelta(days=12), last + dt.timedelta(days=20))

@@ -9,7 +9,10 @@ The index of a corpus is cached under `KB_EVAL_CACHE` (default
 `~/.cache/xieshang-kb/eval/`), keyed by the corpus hash, the model and
 `EVAL_FORMAT`. Vectors are the expensive part; keyword tokens are re-segmented
 in place when the dictionaries or the tokenizer change. An interrupted build
-resumes where it stopped.
+resumes where it stopped. With `database` (a PostgreSQL URL; `kb eval --database`)
+the passages go into that database instead of the cache folder's `kb.sqlite` — the
+same figures, measured on the team server's backend; the search files stay in a
+cache folder of their own.
 
 Metrics are those of `shared/bench/score.py`: nDCG@10 (gain = qrels score, log2
 discount), Recall@10, Recall@100 and MRR@10, averaged over the queries that have
@@ -36,9 +39,9 @@ from indexer.store import DocumentRecord
 
 from .errors import BenchError
 from .search import MODES, Searcher
-from .storage import Store
+from .storage import Database, Store
 
-EVAL_FORMAT = 2  # bump when what is stored per passage (text, title, chunking) changes
+EVAL_FORMAT = 3  # bump when what is stored per passage (text, title, chunking, vector forms) changes
 METRIC_KEYS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 RUN_DEPTH = 100
 _BUILD_BATCH = 256
@@ -190,11 +193,18 @@ def _record(doc_id: str, title: str, text: str, tokenizer: Tokenizer) -> Documen
 
 
 def ensure_index(bench: Bench, embedder: Embedder, tokenizer: Tokenizer, cache_root: Path | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> Store:
-    """The cached store of `bench`'s corpus, built or completed (and re-segmented) as needed."""
+                 progress: Callable[[int, int], None] | None = None, database: str | None = None) -> Store:
+    """The cached store of `bench`'s corpus, built or completed (and re-segmented) as needed;
+    its rows in the PostgreSQL `database` when given (empty, or holding this corpus from before)."""
     home = (cache_root or default_cache_root()) / f"{bench.name}-{cache_key(bench, embedder)}"
-    store = Store(home)
+    if database:
+        home = home.with_name(f"{home.name}-pg{hashlib.sha1(database.encode('utf-8')).hexdigest()[:8]}")
+    store = Store(home, db=Database(home, url=database or ""))
     stored = {doc_id for doc_id, _ in store.file_hashes().values()}
+    if stored - set(bench.corpus):
+        store.close()
+        raise BenchError(f"数据库 {store.db.path} 里有不属于评测集 {bench.name} 的文档，没有改动它",
+                         hint="评测用一个新建的空数据库（或上次评测这个评测集用过的数据库）")
     manifest = store.read_manifest()
     complete = manifest is not None and manifest["counts"]["documents"] == len(bench.corpus) and \
         len(stored) == len(bench.corpus) and store.count_without_sentences() == 0
@@ -253,15 +263,17 @@ def run_queries(searcher: Searcher, bench: Bench, mode: str, depth: int = RUN_DE
 
 def evaluate(bench_dir: str | os.PathLike | Bench, embedder: Embedder, *, mode: str = "hybrid",
              cache_root: Path | None = None, searcher_options: dict | None = None,
-             run_path: Path | None = None, progress: Callable[[int, int], None] | None = None) -> EvalReport:
-    """Build or reuse the cached index of `bench_dir`, run its queries in `mode`, score them."""
+             run_path: Path | None = None, progress: Callable[[int, int], None] | None = None,
+             database: str | None = None) -> EvalReport:
+    """Build or reuse the cached index of `bench_dir` (rows in the PostgreSQL `database` when
+    given), run its queries in `mode`, score them."""
     if mode not in MODES:
         raise BenchError(f"未知检索方式 {mode}", hint="可选 " + " / ".join(MODES))
     bench = bench_dir if isinstance(bench_dir, Bench) else load_bench(bench_dir)
     extra = [bench.folder / "userdict.txt"]
     tokenizer = Tokenizer(extra_dicts=extra)
     started = time.perf_counter()
-    store = ensure_index(bench, embedder, tokenizer, cache_root, progress)
+    store = ensure_index(bench, embedder, tokenizer, cache_root, progress, database)
     indexed = time.perf_counter()
     searcher = Searcher(store, embedder, tokenizer, **(searcher_options or {}))
     run, failed = run_queries(searcher, bench, mode)

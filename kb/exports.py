@@ -272,7 +272,7 @@ def build_dossier(pack: "BriefingPack", *, office: str, notes_for: Callable | No
         ("工作进度", f"八步工作法{step}"), ("关键词", "、".join(topic.get("keywords") or [])),
         ("议题说明", topic.get("description"))) if value]
     links = []
-    labels = {"consultation": "往期协商", "instruction": "领导批示", "followup": "回头看"}
+    labels = {"consultation": "往期协商", "instruction": "领导批示", "followup": "回头看", "research": "调研报告"}
     for link in topic.get("links") or []:
         text = "".join(x for x in (f"《{link['title']}》" if link.get("title") else "",
                                    f"（{_chinese_date(link['date'])}）" if link.get("date") else "",

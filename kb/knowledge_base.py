@@ -208,8 +208,18 @@ class KnowledgeBase:
 
             self._cycle = CycleService(self.db, self.user, topics=self.topics, search=self.search,
                                        export_minutes=export_minutes, export_report=export_report,
-                                       office=self.settings.extra.get("office"))
+                                       office=self.settings.extra.get("office"), home=self.home,
+                                       index_files=self._index_attached, document=self.document)
         return self._cycle
+
+    def _index_attached(self, paths: Sequence[Path]) -> IndexReport:
+        """Index files a domain service has already allowed (a member's 调研报告 on their own task;
+        the check is the caller's). On PostgreSQL the rows go in under the staff role, since a
+        member's role may not write documents; the caller's audit entry names the person."""
+        store = Store(self.home, db=self.db.for_user(User(self.user.name, "staff")))
+        report = index_paths(store, self.embedder, paths, tokenizer=self.tokenizer, lock_wait=120)
+        self._engine.searcher = None
+        return report
 
     def close(self) -> None:
         self.db.close()

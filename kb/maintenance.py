@@ -1,6 +1,7 @@
 """Keeping a knowledge base sound: `kb doctor` (check, and rebuild the search files from the
-database), `kb backup`, `kb restore`, and `kb migrate` (moving a one-person SQLite knowledge
-base into PostgreSQL).
+database), `catch_up` (a service replica building the generation another one published),
+`kb backup`, `kb restore`, and `kb migrate` (moving a one-person SQLite knowledge base into
+PostgreSQL).
 
 The database is the source of truth; the search files are derived from it. So a damaged
 search file is repaired from the database, while a damaged database is restored from
@@ -77,6 +78,9 @@ def _check_database(db: Database, store: Store, report: Checkup) -> None:
         return
     counts = store.counts()
     report.facts.append(f"数据库 {db.path}：格式版本 {SCHEMA_VERSION}，文档 {counts['documents']} 篇，段落 {counts['chunks']} 个")
+    older = store.chunks_in_older_form()
+    if older:
+        report.facts.append(f"{older} 个段落仍按旧格式存储（照常可用；kb index --rebuild 重写为紧凑格式，约省三分之二空间）")
     for problem in audit_rows.chain_problems(db.conn):  # an edited or deleted audit row
         report.problems.append(f"{problem}（操作记录只能追加；从备份核对，kb restore 可恢复）")
     if store.rebuild_pending():
@@ -129,6 +133,29 @@ def _repair(store: Store, user: User | None, report: Checkup) -> None:
                                                   generation=manifest["generation"]), what="审计记录")
     report.repaired.append(f"已从数据库重建检索文件：第 {manifest['generation']} 代，{manifest['counts']['chunks']} 个段落")
     report.problems.clear()
+
+
+def catch_up(store: Store, wait: float = 600.0) -> dict | None:
+    """Build this folder's copy of the generation the database says is published, when the folder
+    is behind it: a replica with its own folder, after another replica published (a shared folder
+    is never behind). The manifest built, or None when nothing was to do."""
+    record = store.published_generation()
+    if record is None or _local_generation(store) >= record["generation"]:
+        return None
+    tokenizer = Tokenizer(extra_dicts=[store.home / "userdict.txt"])
+    with store.write_lock(wait=wait):
+        record = store.published_generation()
+        if _local_generation(store) >= record["generation"]:
+            return None  # built meanwhile, or published here
+        return store.publish(record["model"], int(record["dimension"]), tokenizer.fingerprint, KeywordIndex.build,
+                             copy_of=record)
+
+
+def _local_generation(store: Store) -> int:
+    try:
+        return int((store.read_manifest() or {}).get("generation", 0))
+    except (IndexDamaged, IndexMismatch):
+        return 0
 
 
 # -- backup and restore --------------------------------------------------------
@@ -270,4 +297,4 @@ def _set_database_setting(home: Path, url: str) -> None:
     path.chmod(0o600)
 
 
-__all__ = ["Checkup", "check", "backup", "restore", "migrate_to_postgres", "KBError"]
+__all__ = ["Checkup", "check", "catch_up", "backup", "restore", "migrate_to_postgres", "KBError"]

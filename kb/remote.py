@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from urllib.parse import quote
 
 import requests
 
@@ -70,7 +71,7 @@ class RemoteKnowledgeBase:
         self.notes = _RemoteService(self, "notes")
         self.topics = _RemoteService(self, "topics")
         self.packs = _RemotePacks(self, "packs")
-        self.cycle = _RemoteService(self, "cycle")
+        self.cycle = _RemoteCycle(self, "cycle")
 
     # -- transport ------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs) -> Any:
@@ -180,6 +181,41 @@ class _RemotePacks(_RemoteService):
         target.write_bytes(base64.b64decode(data["content"]))
         result.path = target
         return result
+
+
+class _RemoteCycle(_RemoteService):
+    """`kb.cycle` of the service: exports come back as files written into `out` here, and a
+    调研报告 goes up as an upload."""
+
+    def _fetch(self, payload: dict, out: str | os.PathLike):
+        data = self._base._request("POST", "api/cycle/exports", json=payload)
+        result = wire.decode(data["result"])
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / Path(result.path).name
+        target.write_bytes(base64.b64decode(data["content"]))
+        result.path = target
+        return result
+
+    def export_minutes(self, ref, fmt: str, out: str | os.PathLike, version: int | None = None):
+        return self._fetch({"what": "minutes", "topic": _ref(ref), "format": fmt, "version": version}, out)
+
+    def export_report(self, year: int | None, fmt: str, out: str | os.PathLike, on: str | None = None):
+        return self._fetch({"what": "report", "year": year, "format": fmt, "on": on}, out)
+
+    def attach_report(self, task_id: str, source: str | os.PathLike, *, content: bytes | None = None,
+                      title: str | None = None, date: str | None = None):
+        """Upload the file (or `content` under the name of `source`) to the task."""
+        name = Path(str(source)).name
+        if content is None:
+            try:
+                content = Path(source).expanduser().read_bytes()
+            except OSError as exc:
+                raise KBError(f"无法读取调研报告文件 {source}（{exc.strerror or exc}）", hint="检查文件路径") from exc
+        fields = {k: v for k, v in (("title", title), ("date", date)) if v}
+        data = self._base._request("POST", f"api/tasks/{quote(str(task_id), safe='')}/reports",
+                                   files=[("file", (name, bytes(content)))], data=fields)
+        return wire.decode(data["result"])
 
 
 def _ref(value):

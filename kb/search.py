@@ -268,6 +268,20 @@ def _scale(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.clip((values - lo) / (hi - lo), 0.0, None).astype(np.float32)
 
 
+def dense_search_params(index, allowed: list[int] | None):
+    """faiss parameters restricting a search of `index` to the `allowed` chunk ids (None: all).
+    An inverted file then reads every list: the allowed chunks may sit in any of them."""
+    import faiss
+
+    if allowed is None:
+        return None
+    selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        return faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nlist)
+    return faiss.SearchParameters(sel=selector)
+
+
 class Searcher:
     """Loads the published index once; `search` is then cheap."""
 
@@ -373,9 +387,7 @@ class Searcher:
         if self.dense_index.ntotal == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), None
         vector = self.query_vector(plan).reshape(1, -1).astype(np.float32)
-        params = None
-        if allowed is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
+        params = dense_search_params(self.dense_index, allowed)
         # One query is one matrix-vector product: more OpenMP threads only spin against other load.
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)

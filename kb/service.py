@@ -18,9 +18,19 @@ JSON API under ``<prefix>api/``:
     POST call/SERVICE/METHOD      the client's calls (`kb.remote`), to an allow-list of methods
     POST uploads                  staff: files to index (multipart);  GET index/JOB  progress
     POST exports                  a pack as docx/pdf/html/md (the file comes back in the reply)
+    GET  ready                    no sign-in: 200 when the search files are ready, else 503 (for the hub / a balancer)
+    POST cycle/exports            协商纪要 (docx/html/md) or the year's report (html/docx), likewise
+    POST tasks/ID/reports         a member's 调研报告 file for their research task (multipart)
 
 Run by the hub as ``python -m kb.service`` (see team/jupyterhub_config.py); it listens on the
 address of JUPYTERHUB_SERVICE_URL.
+
+Replicas (docs/team.md): several service processes may share one PostgreSQL database, each
+with its own folder for the search files. Every couple of seconds a request compares the
+generation the database says is published with the folder's; when the folder is behind, the
+files are built from the database in the background (`kb.maintenance.catch_up`) and the next
+search loads them — no restart. A replica whose folder has no generation yet answers 503
+(「知识库正在准备检索文件…」) until its first build is done.
 """
 from __future__ import annotations
 
@@ -48,7 +58,9 @@ from .citations import Citation
 from .errors import (InvalidNote, InvalidPackEdit, InvalidTopic, NoteNotFound, PackNotFound, PermissionDenied,
                      StaleEdit, TopicNotFound)
 from .knowledge_base import KnowledgeBase
+from .maintenance import catch_up
 from .roles import ACTIONS, ROLES, User
+from .storage import Database, Store
 from .search import Hit, SearchFilters
 
 log = logging.getLogger("kb.service")
@@ -56,6 +68,8 @@ log = logging.getLogger("kb.service")
 ROLE_ORDER = ("staff", "expert", "member")  # an account in several groups acts with the widest role
 ROLE_CACHE_SECONDS = 30.0
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+GENERATION_CHECK_SECONDS = 2.0  # how often requests ask the database for a newer published generation
+NOT_READY = "知识库正在准备检索文件…"
 
 # What a client may call, per service object. Methods that read or write server paths
 # (imports, exports to a folder, document moves) are not here: uploads and exports have
@@ -141,6 +155,55 @@ class Service:
         self.allowed_sources = [Path(p).expanduser().resolve() for p in (allowed_sources or [])]
         self.indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-index")
         self.jobs: dict[str, IndexJob] = {}
+        self.builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-build")
+        self.building = None  # the Future of a running catch-up build
+        self.published: int | None = None  # the generation the database names, as last read
+        self.checked = float("-inf")
+
+    # -- the published generation (replicas) ---------------------------------
+    def local_generation(self) -> int:
+        try:
+            return int((self.kb.store.read_manifest() or {}).get("generation", 0))
+        except KBError:
+            return 0
+
+    def follow_published(self, force: bool = False) -> None:
+        """At most every GENERATION_CHECK_SECONDS (or now, with `force`): read the published
+        generation from the database and, when this folder is behind it, start building it."""
+        now = time.monotonic()
+        if not force and now - self.checked < GENERATION_CHECK_SECONDS:
+            return
+        self.checked = now
+        try:
+            record = self.kb.store.published_generation()
+        except Exception as exc:  # the database is away for a moment: keep serving what is loaded
+            log.warning("could not read the published generation: %s", exc)
+            return
+        self.published = record["generation"] if record else None
+        idle = self.building is None or self.building.done()
+        if self.published and self.local_generation() < self.published and idle:
+            self.building = self.builder.submit(self._catch_up)
+
+    def _catch_up(self) -> None:
+        db = Database(self.kb.home, create=False, url=self.kb.settings.database)  # this thread's own connection
+        try:
+            manifest = catch_up(Store(self.kb.home, db=db))
+            if manifest:
+                log.info("检索文件已更新到第 %s 代（%s 个段落）", manifest["generation"], manifest["counts"]["chunks"])
+        except Exception:
+            log.exception("building the published generation failed")
+        finally:
+            db.close()
+            self.checked = float("-inf")  # look again at the next request
+
+    @property
+    def ready(self) -> bool:
+        """Whether searches can be answered: the folder has a generation, or none is published yet."""
+        return not self.published or self.local_generation() > 0
+
+    def readiness(self) -> dict:
+        return {"ready": self.ready, "generation": self.local_generation() or None, "published": self.published,
+                "building": self.building is not None and not self.building.done()}
 
     def warm_up(self) -> None:
         """Load the model and the published index before the first request."""
@@ -201,6 +264,10 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         return HubOAuthenticated.check_xsrf_cookie(self)
 
     async def prepare(self):
+        self.service.follow_published()
+        if not self.service.ready:
+            self.set_header("Retry-After", "5")
+            raise web.HTTPError(503, reason=NOT_READY)
         model = await self.hub_auth.get_user(self, sync=False)
         if not model:
             raise web.HTTPError(401, reason="未登录或登录已过期，请重新登录")
@@ -408,6 +475,58 @@ class ExportHandler(APIHandler):
         self.reply({"result": wire.encode(result), "content": base64.b64encode(content).decode("ascii")})
 
 
+class CycleExportHandler(APIHandler):
+    """The minutes of a topic (``{"what": "minutes", "topic", "format", "version"}``) or the year's
+    report (``{"what": "report", "year", "format", "on"}``); the file comes back in the reply."""
+
+    def post(self):
+        data = self.body()
+        what, fmt = str(data.get("what") or "minutes"), str(data.get("format") or "docx")
+        with tempfile.TemporaryDirectory(prefix="kb-export-") as tmp:
+            if what == "minutes":
+                result = self.kb.cycle.export_minutes(str(data.get("topic") or ""), fmt, tmp,
+                                                      version=data.get("version") or None)
+            elif what == "report":
+                result = self.kb.cycle.export_report(data.get("year") or None, fmt, tmp, on=data.get("on") or None)
+            else:
+                raise KBError(f"不能导出“{what}”", hint="可选 minutes（协商纪要）或 report（年度报告）")
+            content = Path(result.path).read_bytes()
+            result.path = Path(Path(result.path).name)
+        self.reply({"result": wire.encode(result), "content": base64.b64encode(content).decode("ascii")})
+
+
+class TaskReportHandler(APIHandler):
+    """A 调研报告 file for a research task (multipart ``file``, optional ``title`` and ``date``);
+    `kb.cycle` checks that the account is on the task (or staff) and indexes it."""
+
+    def post(self, task_id: str):
+        files = self.request.files.get("file") or []
+        if len(files) != 1:
+            raise KBError("请上传一个调研报告文件", hint="每次上传一个文件")
+        task = self.kb.cycle.attach_report(task_id, files[0]["filename"], content=files[0]["body"],
+                                           title=self.get_body_argument("title", None) or None,
+                                           date=self.get_body_argument("date", None) or None)
+        self.reply({"result": wire.encode(task)}, 201)
+
+
+class ReadyHandler(web.RequestHandler):
+    """Whether this replica can answer searches; no sign-in, nothing about the contents."""
+
+    def initialize(self, service: Service):
+        self.service = service
+
+    def get(self):
+        self.service.follow_published(force=True)
+        state = self.service.readiness()
+        if not state["ready"]:
+            state["error"] = NOT_READY
+            self.set_header("Retry-After", "5")
+        self.set_status(200 if state["ready"] else 503)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(state, ensure_ascii=False))
+
+
 class IndexPage(HubOAuthenticated, web.RequestHandler):
     """A person who opens /services/kb/ in a browser: signed in through the hub, told where to go."""
 
@@ -425,6 +544,7 @@ def make_app(service: Service, prefix: str = "/services/kb/", cookie_secret: byt
     handlers = [
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
         (prefix, IndexPage),
+        (api + "ready", ReadyHandler, {"service": service}),
         (api + "me", MeHandler, {"service": service}),
         (api + "search", SearchHandler, {"service": service}),
         (api + "documents", DocumentsHandler, {"service": service}),
@@ -438,6 +558,8 @@ def make_app(service: Service, prefix: str = "/services/kb/", cookie_secret: byt
         (api + "uploads", UploadHandler, {"service": service}),
         (api + r"index/(\w+)", IndexJobHandler, {"service": service}),
         (api + "exports", ExportHandler, {"service": service}),
+        (api + "cycle/exports", CycleExportHandler, {"service": service}),
+        (api + r"tasks/([^/]+)/reports", TaskReportHandler, {"service": service}),
     ]
     return web.Application(handlers, cookie_secret=cookie_secret or os.urandom(32),
                            max_body_size=MAX_UPLOAD_BYTES, hub_auth=HubOAuth.instance())
@@ -455,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     accounts = Accounts(os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
                         os.environ.get("JUPYTERHUB_API_TOKEN", ""))
     service = Service(kb, accounts, allowed_sources=kb.settings.extra.get("allowed_sources"))
+    service.follow_published(force=True)  # an empty folder starts building its files now
     service.warm_up()
     app = make_app(service, prefix)
     app.listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)

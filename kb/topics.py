@@ -40,10 +40,11 @@ _FORMAT_ALIASES = {
 STEPS = ("精选协商议题", "制定工作方案", "实施调研计划", "审议协商方案",
          "确定委员发言", "抓好会议服务", "报送协商纪要", "加强新闻宣传")
 
-LINK_KINDS = {"consultation": "往期协商及纪要", "instruction": "领导批示", "followup": "回头看"}
+# research: a member's 调研报告 attached to a research task (kb.cycle), indexed as a document
+LINK_KINDS = {"consultation": "往期协商及纪要", "instruction": "领导批示", "followup": "回头看", "research": "调研报告"}
 _LINK_ALIASES = {"minutes": "consultation", "纪要": "consultation", "往期协商": "consultation",
                  "协商纪要": "consultation", "批示": "instruction", "领导批示": "instruction",
-                 "回头看": "followup", "follow-up": "followup"}
+                 "回头看": "followup", "follow-up": "followup", "调研报告": "research"}
 
 _EDITABLE = rows.EDITABLE_COLUMNS
 

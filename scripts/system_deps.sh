@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the product needs beyond Python: CJK fonts (PDF export, screenshots),
 # poppler (PDF → PNG checks), Chromium (browser test), LibreOffice Writer (Word → PDF check),
-# Node.js and npm (configurable-http-proxy of the team server, installed by scripts/team.sh).
+# Node.js and npm (configurable-http-proxy of the team server, installed by scripts/team.sh),
+# PostgreSQL (the team server's database, started by scripts/team.sh in .team-pg/).
 # Installs only what is missing, and only when it can (root + apt); otherwise says what to install.
 set -u
 need=()
@@ -10,6 +11,7 @@ command -v pdftoppm >/dev/null || need+=(poppler-utils)
 command -v chromium >/dev/null || need+=(chromium chromium-driver)
 command -v soffice >/dev/null || need+=(libreoffice-writer-nogui)
 command -v npm >/dev/null || need+=(nodejs npm)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "安装系统依赖：${need[*]}"

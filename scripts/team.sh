@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The team server (团队服务器): JupyterHub on http://127.0.0.1:${KB_HUB_PORT:-8000}/ with its proxy,
 # the knowledge-base service and the idle culler (team/jupyterhub_config.py lists every setting).
-# Installs configurable-http-proxy into .team-node/ if missing, indexes the sample corpus into the
-# team knowledge base ($KB_TEAM_DIR/kb_data) if it is empty, then runs the hub until Ctrl+C,
-# which stops every person's server too. `make team` runs `make setup` first.
+# Installs configurable-http-proxy into .team-node/ if missing; unless KB_DATABASE_URL names an
+# existing PostgreSQL database, starts the project's own PostgreSQL cluster in .team-pg/ (KB_TEAM_PG;
+# its own port on 127.0.0.1, run as an unprivileged user when we are root; kb.storage.pg_cluster) and
+# stops it on exit; indexes the sample corpus into the team knowledge base if it is empty, then
+# runs the hub until Ctrl+C, which stops every person's server too. `make team` runs `make setup` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
@@ -22,6 +24,13 @@ fi
 export KB_TEAM_DIR="${KB_TEAM_DIR:-$REPO/team_data}"
 export KB_TEAM_HOME="${KB_TEAM_HOME:-$KB_TEAM_DIR/kb_data}"
 mkdir -p "$KB_TEAM_DIR" && chmod 700 "$KB_TEAM_DIR"
+if [ -z "${KB_DATABASE_URL:-}" ]; then
+  KB_TEAM_PG="${KB_TEAM_PG:-$REPO/.team-pg}"
+  KB_DATABASE_URL=$("$BIN/python" -m kb.storage.pg_cluster start "$KB_TEAM_PG") || exit 1
+  export KB_DATABASE_URL
+  trap '"$BIN/python" -m kb.storage.pg_cluster stop "$KB_TEAM_PG"' EXIT
+  echo "团队数据库：PostgreSQL 集群 $KB_TEAM_PG（端口 $(cat "$KB_TEAM_PG/port")，仅本机）"
+fi
 documents=$("$BIN/kb" info --json --home "$KB_TEAM_HOME" 2>/dev/null \
   | "$BIN/python" -c 'import json, sys; print(json.load(sys.stdin)["documents"])' 2>/dev/null || echo 0)
 if [ "$documents" = 0 ]; then
@@ -39,4 +48,4 @@ else
   echo "只想试用：KB_DEMO_PASSWORD=至少8位的密码 make team"
 fi
 cd "$KB_TEAM_DIR"
-exec "$BIN/jupyterhub" -f "$REPO/team/jupyterhub_config.py"
+"$BIN/jupyterhub" -f "$REPO/team/jupyterhub_config.py"  # not exec: the trap stops our PostgreSQL afterwards

@@ -11,6 +11,7 @@ Everything comes from the environment, with defaults for one office machine:
 | KB_HUB_API_PORT | 8081 | the hub itself, loopback only |
 | KB_PROXY_API_PORT | 8001 | the proxy's API, loopback only |
 | KB_SERVICE_PORT | 8002 | the kb service, loopback only |
+| KB_DATABASE_URL | the cluster in .team-pg/ | the team knowledge base's PostgreSQL database (scripts/team.sh starts .team-pg/ when unset) |
 | KB_DEMO_PASSWORD | (none) | demo-staff, demo-member, demo-expert with this password |
 | KB_STAFF_USERS | (none) | names put in the staff group at every start; their sign-up needs no approval |
 | KB_SERVER_IDLE_SECONDS | 3600 | stop a person's server after this long without activity |
@@ -67,6 +68,7 @@ DEMO_PASSWORD = os.environ.get("KB_DEMO_PASSWORD", "")
 SPAWNER = setting("KB_SPAWNER", "shared")
 STAFF_USERS = [name.strip() for name in os.environ.get("KB_STAFF_USERS", "").split(",") if name.strip()]
 SERVICE_URL = f"http://127.0.0.1:{SERVICE_PORT}"
+DATABASE_URL = os.environ.get("KB_DATABASE_URL", "")  # scripts/team.sh: the project's PostgreSQL, or yours
 
 # --- the hub, the proxy and their state ----------------------------------------------------------
 c.JupyterHub.ip = "127.0.0.1"
@@ -135,7 +137,8 @@ c.JupyterHub.services = [
      "cwd": str(REPO),
      "display": False,  # no page of its own; the app talks to it
      "oauth_no_confirm": True,  # the office's own service: no "authorize access?" page
-     "environment": {"KB_HOME": str(TEAM_HOME), **({"KB_MODEL": KB_MODEL} if KB_MODEL else {})}},
+     "environment": {"KB_HOME": str(TEAM_HOME), **({"KB_MODEL": KB_MODEL} if KB_MODEL else {}),
+                     **({"KB_DATABASE_URL": DATABASE_URL} if DATABASE_URL else {})}},
 ]
 roles += [
     {"name": "kb-service", "description": "the kb service looks up a person's name and groups (role)",

@@ -1,8 +1,9 @@
 """A throw-away PostgreSQL server for the tests: initdb + pg_ctl in a temporary folder on a free
 loopback port, stopped (and its folder removed) when the test session ends.
 
-PostgreSQL refuses to run as root, and CI runs as root: then the server runs as the
-unprivileged system user `kbtest` (created with useradd when missing), through runuser.
+The cluster is `kb.storage.pg_cluster.Cluster` (the one `make team` runs): PostgreSQL refuses
+to run as root, and CI runs as root, so then the server runs as the unprivileged system user
+`kbtest` (created with useradd when missing), through runuser.
 The knowledge base connects as `kb_app`, a login role that owns its database and may create
 roles (CREATEROLE) — what an office's DBA would hand out — never as the superuser.
 
@@ -12,86 +13,49 @@ Use the fixture `postgres` (imported into a test module) or `server()`:
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
-import socket
-import subprocess
 import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
 
-PG_BIN = Path(os.environ.get("KB_PG_BIN", "/usr/lib/postgresql/15/bin"))
+from kb.storage import pg_cluster
+
 RUN_AS = "kbtest"
-APP_ROLE = "kb_app"
+# what a test server trades for speed: nothing here needs to survive a crash
+FAST = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
 
 
 def available() -> bool:
-    return all((PG_BIN / tool).exists() for tool in ("initdb", "pg_ctl", "postgres"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_server_user(argv: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return argv
-    return ["runuser", "-u", RUN_AS, "--", *argv]
-
-
-def _ensure_user() -> None:
-    if os.geteuid() != 0:
-        return
-    if subprocess.run(["id", "-u", RUN_AS], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RUN_AS],
-                       check=True, capture_output=True)
+    return pg_cluster.pg_bin() is not None
 
 
 class PgServer:
-    """One running cluster; `url(db)` for the app role, `admin_url(db)` for the superuser."""
+    """One running cluster (`kb.storage.pg_cluster.Cluster`, trusting loopback) in a temporary folder;
+    `url(db)` for the app role, `admin_url(db)` for the superuser."""
 
     def __init__(self):
-        _ensure_user()
-        self.folder = Path(tempfile.mkdtemp(prefix="kb-pg-"))
-        self.data = self.folder / "data"
-        self.port = _free_port()
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, RUN_AS, RUN_AS)
-        subprocess.run(_as_server_user([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
-                                        "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
-                       check=True, capture_output=True)
-        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
-        subprocess.run(_as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options,
-                                        "-l", str(self.folder / "server.log"), "-w", "-t", "60", "start"]),
-                       check=True, capture_output=True)
-        self.admin(f"CREATE ROLE {APP_ROLE} LOGIN CREATEROLE")
+        self.cluster = pg_cluster.Cluster(tempfile.mkdtemp(prefix="kb-pg-"), run_as=RUN_AS, password=False,
+                                          options=FAST)
+        self.folder = self.cluster.folder
+        self.cluster.start()
+        self.port = self.cluster.port
 
     def admin_url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return self.cluster.admin_url(database)
 
     def url(self, database: str) -> str:
-        return f"postgresql://{APP_ROLE}@127.0.0.1:{self.port}/{database}"
+        return self.cluster.url(database)
 
     def admin(self, sql: str, database: str = "postgres") -> None:
-        import psycopg
-
-        with psycopg.connect(self.admin_url(database), autocommit=True) as conn:
-            conn.execute(sql)
+        self.cluster.admin(sql, database=database)
 
     def new_database(self) -> str:
         """A new empty database owned by the app role; its URL."""
-        name = f"kb_{uuid.uuid4().hex[:10]}"
-        self.admin(f"CREATE DATABASE {name} OWNER {APP_ROLE}")
-        return self.url(name)
+        return self.cluster.new_database(f"kb_{uuid.uuid4().hex[:10]}")
 
     def stop(self) -> None:
-        subprocess.run(_as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]),
-                       capture_output=True)
+        self.cluster.stop("immediate")
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -102,7 +66,7 @@ def server() -> PgServer:
     """The session's server, started on first use and stopped when the interpreter exits."""
     global _SERVER
     if not available():
-        pytest.skip(f"PostgreSQL binaries not found in {PG_BIN} (set KB_PG_BIN, or install postgresql-15)")
+        pytest.skip("PostgreSQL binaries not found (set KB_PG_BIN, or install postgresql)")
     if _SERVER is None:
         _SERVER = PgServer()
         atexit.register(_SERVER.stop)

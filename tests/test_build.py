@@ -198,7 +198,7 @@ def test_every_chunk_gets_its_sentence_vectors(mini_corpus, kb_home, embedder, t
                                    (r["chunk_id"],)).fetchone()[0]
         s, e = spans[0]
         expected = embedder.embed_passages([f"{title}\n{r['text'][s:e]}"])[0]
-        assert float(vectors[0] @ expected) > 0.999  # float16 storage keeps the cosine
+        assert float(vectors[0] @ expected) > 0.99  # 4-bit storage keeps the cosine (docs/search.md)
 
 
 def _drop_sentence_columns(db_path):

@@ -185,3 +185,29 @@ def test_stard_mini_hybrid_beats_both_single_modes_and_plain_rrf_with_the_real_m
                              ).metrics["ndcg@10"]
     assert scores["hybrid"] > max(scores["keyword"], scores["dense"], scores["rrf"]), scores
     assert scores["hybrid"] >= 0.72, scores
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_the_same_figures_on_postgresql(bench, tmp_path, mode):
+    from .pg_server import server
+
+    database = server().new_database()
+    on_sqlite = evaluate(bench, HashingEmbedder(64), mode=mode, run_path=tmp_path / "sqlite.run")
+    on_postgres = evaluate(bench, HashingEmbedder(64), mode=mode, run_path=tmp_path / "pg.run", database=database)
+    assert on_postgres.metrics == on_sqlite.metrics and on_sqlite.metrics["ndcg@10"] > 0
+    assert (tmp_path / "pg.run").read_text() == (tmp_path / "sqlite.run").read_text()
+    counting = CountingEmbedder()  # the rows stay in the database: a second run embeds nothing
+    assert evaluate(bench, counting, mode=mode, database=database).metrics == on_sqlite.metrics
+    assert counting.passages_embedded == 0
+
+
+def test_eval_refuses_a_database_holding_something_else(bench, tmp_path, capsys):
+    from .pg_server import server
+
+    database = server().new_database()
+    evaluate(bench, HashingEmbedder(64), database=database)
+    other = write_bench(tmp_path / "other", passages={"x1": ("别的文件", "冷链物流")}, queries={"q1": "冷链"},
+                        qrels=[("q1", "x1", 1)])
+    code = main(["eval", str(other), "--database", database, "--model", "hashing:64"])
+    assert code != 0
+    assert "不属于评测集 other 的文档" in capsys.readouterr().err

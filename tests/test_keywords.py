@@ -105,3 +105,21 @@ def test_expansion_counts_half_and_not_toward_coverage(tokenizer):
     expanded, coverage = index.scores(query, tokenizer.expand_query("老婆"))
     assert plain[0] == 0 and 0 < expanded[0] < expanded[1]
     assert coverage[0] == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_is_the_exact_k_best_with_ties_by_row(seed):
+    """top() sorts only the rows that can be among the k best; the result is that of a full sort."""
+    rng = np.random.default_rng(seed)
+    n = 50_000
+    index = KeywordIndex({}, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), np.arange(n) + 100)
+    scores = np.round(rng.gamma(1.0, 2.0, n), 1).astype(np.float32)  # many equal scores
+    scores[rng.random(n) < 0.3] = 0
+    coverage = rng.random(n).astype(np.float32)
+    allowed = rng.random(n) < 0.5
+    for k, mask in ((10, None), (100, None), (100, allowed), (3, None), (n, None)):
+        masked = scores if mask is None else np.where(mask, scores, 0)
+        expected = sorted(np.flatnonzero(masked > 0), key=lambda r: (-masked[r], r))[:k]
+        result = index.top(scores, coverage, k, mask)
+        assert list(result.ids) == [r + 100 for r in expected]
+        assert np.array_equal(result.coverage, coverage[expected])

@@ -461,7 +461,8 @@ def draft_sections(topic: Topic, *, search: Search, document: DocumentLookup, re
     boilerplate; give the core regulations all their provisions and share the other places.
     Returns the sections and the queries run; items in `exclude` (dropped by an editor) stay out."""
     queries = topic_queries(topic)
-    linked = {link.doc_id for link in topic.links if link.doc_id}
+    # earlier consultations' documents; members' 调研报告 are placed by staff, not in 往期协商
+    linked = {link.doc_id for link in topic.links if link.doc_id and link.kind != "research"}
     docs: dict = {}
     seen: set[str] = set()
     sections = []

@@ -5,14 +5,15 @@ instruction (批示), the departments it was sent to and their handling (交办 
 部分采纳 / 未采纳 → 已反馈) and the 回头看 a year later.
 
 One concept per module: `model` (the data), `minutes` (drafting the 纪要 from the speeches),
-`dashboard` (the year's figures), `importer` (YAML), `service` (`kb.cycle`). Storage is
+`dashboard` (the year's figures), `importer` (YAML), `reports` (the 调研报告 files members attach),
+`service` (`kb.cycle`). Storage is
 `kb.storage.cycle`, the exports `kb.cycle_exports`.
 """
 from .dashboard import Dashboard, build_dashboard, dashboard_for
 from .model import (NEXT_STATUS, OUTCOMES, STATUSES, TASK_KINDS, TASK_STATUSES, Instruction, InvalidCycleEdit,
-                    Minutes, MinutesNotFound, Plan, PlanStep, Proposal, ResearchTask, Review, Signup, Speech)
+                    Minutes, MinutesNotFound, Plan, PlanStep, Proposal, ResearchTask, Review, Signup, Speech, TaskReport)
 from .service import CycleService
 
 __all__ = ["CycleService", "Dashboard", "Instruction", "InvalidCycleEdit", "Minutes", "MinutesNotFound",
            "NEXT_STATUS", "OUTCOMES", "Plan", "PlanStep", "Proposal", "ResearchTask", "Review", "STATUSES",
-           "Signup", "Speech", "TASK_KINDS", "TASK_STATUSES", "build_dashboard", "dashboard_for"]
+           "Signup", "Speech", "TASK_KINDS", "TASK_STATUSES", "TaskReport", "build_dashboard", "dashboard_for"]

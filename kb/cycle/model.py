@@ -77,6 +77,23 @@ class PlanStep:
 
 
 @dataclass
+class TaskReport:
+    """A 调研报告 file a member attached to a research task: stored in the knowledge base's
+    source folder, indexed as a document of type 调研报告 and linked to the topic as material."""
+
+    task_id: str
+    doc_id: str
+    title: str
+    file_name: str
+    author: str | None = None
+    date: str | None = None
+    link_id: int | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class ResearchTask:
     """A task of 实施调研计划: a site visit, a study trip, material to collect, a report to write."""
 
@@ -91,6 +108,7 @@ class ResearchTask:
     assignee: str | None = None
     status: str = "待办"
     report: str = ""
+    reports: list[TaskReport] = field(default_factory=list)   # the 调研报告 files attached
 
     @property
     def kind_label(self) -> str:

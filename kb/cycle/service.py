@@ -18,11 +18,13 @@ from ..roles import User
 from ..storage import Database
 from ..storage import audit
 from ..storage import cycle as rows
+from ..storage import topics as topic_rows
 from ..topics import STEPS, Topic, parse_step
 from . import minutes as drafting
+from . import reports as report_files
 from .model import (NEXT_STATUS, OUTCOMES, RATINGS, SIGNUP_STATUSES, SPEAKER_ROLES, STATUSES,
                     TASK_KINDS, TASK_STATUSES, HandlingEntry, InvalidCycleEdit, MinutesNotFound, Instruction, Minutes, MinutesTheme, Plan, PlanStep,
-                    Proposal, ResearchTask, Review, Signup, Speech, kind_key)
+                    Proposal, ResearchTask, Review, Signup, Speech, TaskReport, kind_key, today)
 
 
 def _short_id(prefix: str, *parts: Any) -> str:
@@ -59,7 +61,8 @@ class CycleService:
 
     def __init__(self, db: Database, user: User, *, topics, search: Callable | None = None,
                  export_minutes: Callable | None = None, export_report: Callable | None = None,
-                 office: str | None = None):
+                 office: str | None = None, home: str | Path | None = None, index_files: Callable | None = None,
+                 document: Callable | None = None):
         self.db = db
         self.user = user
         self.topics = topics          # TopicService: topics are named by id or title
@@ -67,6 +70,11 @@ class CycleService:
         self._export_minutes = export_minutes
         self._export_report = export_report
         self.office = office or "政协青溪市委员会办公室"
+        # 调研报告 files: kept under `home`, indexed by `index_files(paths) -> IndexReport` (the caller
+        # has checked who may attach them), read back with `document(doc_id)`
+        self.home = Path(home) if home else None
+        self._index_files = index_files
+        self._document = document
 
     def _topic(self, ref: str | Topic) -> Topic:
         return self.topics.get(ref)
@@ -88,7 +96,7 @@ class CycleService:
             r = stored.get(number)
             steps.append(PlanStep(number, r["owner"], r["due"], r["done"], r["note"]) if r else PlanStep(number))
         return Plan(topic.topic_id, topic.title, topic.format, topic.year, steps,
-                    [self._task(r) for r in rows.task_rows(conn, topic.topic_id)],
+                    self._with_reports(conn, [self._task(r) for r in rows.task_rows(conn, topic.topic_id)]),
                     [Signup(r["topic_id"], r["member"], r["status"], r["confirmed_by"])
                      for r in rows.signup_rows(conn, topic.topic_id)])
 
@@ -154,25 +162,55 @@ class CycleService:
         row = rows.task_row(self.db.conn, task_id)
         if row is None:
             raise InvalidCycleEdit(f"没有编号为 {task_id} 的调研任务", hint="用 kb plan show 议题 查看任务编号")
-        return self._task(row)
+        return self._with_reports(self.db.conn, [self._task(row)])[0]
 
     def my_tasks(self, name: str | None = None) -> list[ResearchTask]:
         """The tasks the user (or `name`, for staff) is assigned to or goes on."""
         self.user.require("read")
         name = name if name and self.user.can("manage_cycle") else self.user.name
-        return [self._task(r) for r in rows.task_rows(self.db.conn) if self._task(r).involves(name)]
+        return self._with_reports(self.db.conn, [t for t in map(self._task, rows.task_rows(self.db.conn))
+                                                 if t.involves(name)])
+
+    def _with_reports(self, conn, tasks: list[ResearchTask]) -> list[ResearchTask]:
+        """Each task with the 调研报告 files attached to it: the topic's 调研报告 links whose
+        document lies in the task's folder."""
+        if self.home is None:
+            return tasks
+        links: dict[str, list[dict]] = {}
+        for task in tasks:
+            if task.topic_id not in links:
+                links[task.topic_id] = [r for r in topic_rows.link_rows(conn, task.topic_id)
+                                        if r["kind"] == "research" and r["doc_id"]]
+            files = report_files.files_of(report_files.task_folder(self.home, task.task_id))
+            task.reports = [TaskReport(task.task_id, r["doc_id"], r["title"], files[r["doc_id"]], r["author"],
+                                       r["date"], r["link_id"]) for r in links[task.topic_id] if r["doc_id"] in files]
+        return tasks
 
     def update_task(self, task_id: str, *, status: str | None = None, report: str | None = None,
-                    assignee: str | None = None, members: Iterable[str] | str | None = None) -> ResearchTask:
-        """Members update the tasks they are on (status, their 调研报告); staff change any task."""
+                    assignee: str | None = None, members: Iterable[str] | str | None = None,
+                    title: str | None = None, kind: str | None = None, place: str | None = None,
+                    date: str | None = None, material: str | None = None) -> ResearchTask:
+        """Members update the tasks they are on (status, their 调研报告); staff change any task and
+        any of its fields (title, kind, place, date, material, assignee, members)."""
         self.user.require("update_own_tasks")
         if status is not None and status not in TASK_STATUSES:
             raise InvalidCycleEdit(f"未知任务状态“{status}”", hint="可选：" + "、".join(TASK_STATUSES))
-        if (assignee is not None or members is not None) and not self.user.can("manage_cycle"):
+        staff_fields = {"assignee": assignee, "members": members, "title": title, "kind": kind, "place": place,
+                        "date": date, "material": material}
+        if any(v is not None for v in staff_fields.values()):
             self.user.require("manage_cycle")
-        given = {"status": status, "report": report.strip() if report is not None else None, "assignee": assignee,
-                 "members": _names(members) if members is not None else None}
+        key = kind_key(kind) if kind is not None else None
+        if kind is not None and key is None:
+            raise InvalidCycleEdit(f"未知调研任务类型“{kind}”", hint="可选：" + "、".join(TASK_KINDS.values()))
+        given = {"status": status, "report": report.strip() if report is not None else None,
+                 "assignee": assignee.strip() or None if assignee is not None else None,
+                 "members": _names(members) if members is not None else None,
+                 "title": _text(title, "任务名称", 200) if title is not None else None, "kind": key,
+                 "place": place.strip() if place is not None else None,
+                 "date": _date(date, "任务") if date else None, "material": material}
         given = {k: v for k, v in given.items() if v is not None}
+        if assignee is not None and not assignee.strip():
+            given["assignee"] = None
 
         def work(conn) -> ResearchTask:
             row = rows.task_row(conn, task_id)
@@ -192,6 +230,83 @@ class CycleService:
             return self._task(rows.task_row(conn, task_id))
 
         return self.db.write(work, what="调研任务")
+
+    def attach_report(self, task_id: str, source: str | Path, *, content: bytes | None = None,
+                      title: str | None = None, date: str | None = None) -> ResearchTask:
+        """Attach a 调研报告 file to a research task: kept in the knowledge base's source folder,
+        indexed as a document of type 调研报告 and linked to the task's topic as material (so the
+        pack can take its passages). `content` is the file's bytes (an upload); without it the
+        file is read from `source`. Members attach to the tasks they are on, staff to any; audited."""
+        self.user.require("update_own_tasks")
+        task = self.task(task_id)
+        if not self.user.can("manage_cycle") and not task.involves(self.user.name):
+            raise PermissionDenied(f"{self.user.role_label}（{self.user.name}）不能给别人的调研任务上传报告",
+                                   hint="只能给分派给自己的任务上传；其他任务请找工作人员")
+        if self.home is None or self._index_files is None:
+            raise InvalidCycleEdit("这里不能接收调研报告文件", hint="在知识库所在的电脑或团队服务器上上传")
+        name = report_files.check_file_name(Path(str(source)).name)
+        title = report_files.check_title(title)
+        if content is None:
+            try:
+                path = Path(source).expanduser()
+                report_files.check_size(name, path.stat().st_size)   # before reading it all
+                content = path.read_bytes()
+            except (OSError, ValueError) as exc:
+                raise InvalidCycleEdit(f"无法读取调研报告文件 {source}（{getattr(exc, 'strerror', None) or exc}）",
+                                       hint="检查文件路径") from exc
+        content = bytes(content)
+        report_files.check_size(name, len(content))
+        topic = self._topic(task.topic_id)
+        folder = report_files.task_folder(self.home, task.task_id)
+        self._check_new_report(topic, folder, name, content)
+        on = _date(date, "报告") or today()
+        path = report_files.save_report(folder, name, content,
+                                        author=self.user.name, date=on, topic=topic.title, task=task.title,
+                                        title=title)
+        try:
+            indexed = self._index_files([path])
+        except BaseException:
+            report_files.remove_report(path)
+            raise
+        doc_id = report_files.doc_id_of(path)
+        problem = next((reason for where, reason in indexed.skipped if Path(where).name == name), None)
+        if problem:
+            report_files.remove_report(path)
+            raise InvalidCycleEdit(f"调研报告《{name}》无法索引：{problem}", hint="另存为 .docx、.pdf 或 UTF-8 的 .txt 后再上传")
+        report_files.keep_report(path)
+        doc = self._document(doc_id)
+
+        def work(conn) -> None:
+            known = [r for r in topic_rows.link_rows(conn, topic.topic_id)
+                     if r["kind"] == "research" and r["doc_id"] == doc_id]
+            if not known:
+                topic_rows.insert_link(conn, topic.topic_id, "research", doc_id=doc_id, title=doc.title, date=on,
+                                       author=self.user.name, text=f"{task.kind_label}：{task.title}",
+                                       user=self.user.name)
+            audit.record(conn, self.user, "task.attach", "task", task.task_id, topic_id=topic.topic_id,
+                         doc_id=doc_id, file=name, title=doc.title, replaced=bool(known))
+
+        # The role check is above; on PostgreSQL a member's own role may not write topic links.
+        self.db.for_user(User(self.user.name, "staff")).write(work, what="调研报告")
+        return self.task(task.task_id)
+
+    def _check_new_report(self, topic: Topic, folder: Path, name: str, content: bytes) -> None:
+        """Refuse the same bytes already attached under another name (to any task of the topic), a
+        name whose stem another report of the task has (they would share one sidecar), and a
+        member replacing a report someone else attached."""
+        folders = [report_files.task_folder(self.home, t.task_id) for t in self._plan(self.db.conn, topic).tasks]
+        twin = report_files.same_file(folders, content, name)
+        if twin:
+            raise InvalidCycleEdit(f"这份调研报告已经上传过：《{twin}》与《{name}》内容相同",
+                                   hint="修订后的报告请用原来的文件名上传，会替换旧版本")
+        sharing = report_files.clash(folder, name)
+        if sharing:
+            raise InvalidCycleEdit(f"这项任务已有同名的调研报告《{sharing}》，《{name}》会与它混淆",
+                                   hint="换一个文件名；修订后的报告请用原来的文件名上传")
+        author = report_files.author_of(folder / name)
+        if author and author != self.user.name and not self.user.can("manage_cycle"):
+            raise PermissionDenied(f"《{name}》是{author}上传的，{self.user.role_label}（{self.user.name}）不能替换",
+                                   hint="换一个文件名上传自己的报告，或请工作人员替换")
 
     # -- 履职菜单 ------------------------------------------------------------------------------
     def menu(self, year: int | None = None) -> list[dict]:

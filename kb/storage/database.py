@@ -270,6 +270,11 @@ class Database:
             if self.conn.in_transaction:
                 self.conn.execute("COMMIT")
 
+    @contextmanager
+    def indexing_lock(self, wait: float = 0.0) -> Iterator[None]:
+        """Held while indexing or publishing; for kb.sqlite the folder's lock (`Store.write_lock`) suffices."""
+        yield
+
     # -- whole-file operations ---------------------------------------------
     def backup_to(self, dest: str | os.PathLike) -> None:
         """A consistent copy through SQLite's online backup API; other processes keep working."""

@@ -319,6 +319,12 @@ def _m6_consultation_cycle(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _m7_compact_chunks(conn: sqlite3.Connection) -> None:
+    # A chunk's keyword words, deflated (`tokens` stays '' for rows written from now on; rows
+    # written before keep their words there and are read as they are). See kb.storage.documents.
+    _add_columns(conn, "chunks", {"words": "BLOB"})
+
+
 Migration = tuple[int, str, Callable[[sqlite3.Connection], None]]
 MIGRATIONS: list[Migration] = [
     (1, "documents, chunks, topics, packs, notes, audit (the schema before migrations)", _m1_baseline),
@@ -327,5 +333,6 @@ MIGRATIONS: list[Migration] = [
     (4, "staff review of expert notes", _m4_note_review),
     (5, "audit log as a hash chain, append-only", _m5_audit_chain),
     (6, "the consultation cycle: plan, tasks, speeches, minutes, proposals and outcomes", _m6_consultation_cycle),
+    (7, "compact chunks: keyword words deflated", _m7_compact_chunks),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

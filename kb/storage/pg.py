@@ -40,6 +40,8 @@ ROLES = ("member", "expert", "staff")
 WRITE_LOCK = 0x58534B42
 # Held while a process creates or migrates the schema.
 OPEN_LOCK = 0x58534B43
+# Held (per session) by the one process that indexes or publishes, on whichever machine.
+INDEX_LOCK = 0x58534B44
 SCHEMA_TABLE = "kb_schema"
 
 

@@ -14,6 +14,8 @@
 * **Roles.** A view made with `for_user(user)` runs every transaction under
   `SET LOCAL ROLE kb_<role>` with `kb.user` set to the person's name, so a bug that tries a
   forbidden write is refused by PostgreSQL, not only by `kb.roles`.
+* **Indexing.** `indexing_lock` (taken by `Store.write_lock`) is a session advisory lock: one
+  process indexes or publishes at a time, whichever machine it runs on.
 * **Backups.** `backup_to` writes a `pg_dump` custom-format archive; `restore_from` loads one
   with `pg_restore`.
 """
@@ -22,10 +24,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
+
+from indexer.errors import IndexLocked
 
 from ..config import database_url
 from ..errors import BackupError, DatabaseDamaged, PermissionDenied, SchemaTooNew, StorageError
@@ -163,6 +168,23 @@ class PostgresDatabase(Database):
         finally:
             if conn.in_transaction:
                 conn.native("COMMIT")
+
+    @contextmanager
+    def indexing_lock(self, wait: float = 0.0) -> Iterator[None]:
+        """One process at a time indexes or publishes from this database, whichever machine it runs
+        on (replicas with folders of their own: the folder's lock alone would let two index at once)."""
+        conn = self.conn
+        deadline = time.monotonic() + wait
+        while not conn.native("SELECT pg_try_advisory_lock(%s)", (pg.INDEX_LOCK,)).fetchone()[0]:
+            if time.monotonic() >= deadline:
+                raise IndexLocked(f"另一个进程（可能在另一台服务器上）正在更新知识库 {self.path}",
+                                  hint="等它完成后再运行，或加 --wait 秒数排队等待")
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            if not conn.raw.closed:
+                conn.native("SELECT pg_advisory_unlock(%s)", (pg.INDEX_LOCK,))
 
     # -- whole-database operations -------------------------------------------
     def backup_to(self, dest: str | os.PathLike) -> None:
