@@ -172,15 +172,8 @@ class _RemoteService:
 class _RemotePacks(_RemoteService):
     def export(self, topic_ref, fmt: str, out: str | os.PathLike, *, version: int | None = None, **_ignored):
         """The service renders the pack; the file is written into `out` here."""
-        data = self._base._request("POST", "api/exports",
-                                   json={"topic": _ref(topic_ref), "format": fmt, "version": version})
-        result = wire.decode(data["result"])
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / Path(result.path).name
-        target.write_bytes(base64.b64decode(data["content"]))
-        result.path = target
-        return result
+        return _download(self._base, "api/exports",
+                         {"topic": _ref(topic_ref), "format": fmt, "version": version}, out)
 
 
 class _RemoteCycle(_RemoteService):
@@ -188,14 +181,7 @@ class _RemoteCycle(_RemoteService):
     调研报告 goes up as an upload."""
 
     def _fetch(self, payload: dict, out: str | os.PathLike):
-        data = self._base._request("POST", "api/cycle/exports", json=payload)
-        result = wire.decode(data["result"])
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / Path(result.path).name
-        target.write_bytes(base64.b64decode(data["content"]))
-        result.path = target
-        return result
+        return _download(self._base, "api/cycle/exports", payload, out)
 
     def export_minutes(self, ref, fmt: str, out: str | os.PathLike, version: int | None = None):
         return self._fetch({"what": "minutes", "topic": _ref(ref), "format": fmt, "version": version}, out)
@@ -216,6 +202,19 @@ class _RemoteCycle(_RemoteService):
         data = self._base._request("POST", f"api/tasks/{quote(str(task_id), safe='')}/reports",
                                    files=[("file", (name, bytes(content)))], data=fields)
         return wire.decode(data["result"])
+
+
+def _download(base, path: str, payload: dict, out: str | os.PathLike):
+    """POST an export request; the service renders the file, which is written into `out` here
+    under the service's file name (the result's `path` then names the local file)."""
+    data = base._request("POST", path, json=payload)
+    result = wire.decode(data["result"])
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / Path(result.path).name
+    target.write_bytes(base64.b64decode(data["content"]))
+    result.path = target
+    return result
 
 
 def _ref(value):

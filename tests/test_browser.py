@@ -112,22 +112,30 @@ def served_app(tmp_path_factory):
         yield url, home
 
 
-@pytest.fixture
-def page(served_app, tmp_path):
+@contextlib.contextmanager
+def offline_page(profile: Path, viewport: dict = VIEWPORT):
+    """A headless Chromium page (Chinese locale) that reaches nothing but the app's own server."""
     from playwright.sync_api import sync_playwright
 
-    profile = tmp_path / "chromium-profile"
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS, viewport=VIEWPORT,
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS, viewport=viewport,
             locale="zh-CN")
-        # nothing but the app's own server
         context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1:")
                       or route.request.url.startswith(("data:", "blob:")) else route.abort())
         tab = context.pages[0] if context.pages else context.new_page()
         tab.set_default_timeout(60_000)
+        try:
+            yield tab
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(served_app, tmp_path):
+    profile = tmp_path / "chromium-profile"
+    with offline_page(profile) as tab:
         yield tab
-        context.close()
     shutil.rmtree(profile, ignore_errors=True)
 
 

@@ -442,46 +442,34 @@ def served_cycle(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_workbench_and_the_report_in_the_browser(served_cycle, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    from .test_browser import CHROMIUM, CHROMIUM_FLAGS, LONG, SHOTS, shot, tab
+    from .test_browser import LONG, SHOTS, offline_page, shot, tab
 
     url, home, model = served_cycle
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 1000}, locale="zh-CN")
-        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1:")
-                      or route.request.url.startswith(("data:", "blob:")) else route.abort())
-        page = context.pages[0] if context.pages else context.new_page()
-        page.set_default_timeout(60_000)
-        try:
-            page.goto(url, timeout=LONG)
-            page.wait_for_selector("text=请选择身份", timeout=LONG)
-            page.fill("input[placeholder^='请输入姓名']", "王晓明")
-            page.locator("button", has_text="进入").click()
-            page.wait_for_selector("text=检索资料")
-            tab(page, "协商工作台")
-            page.wait_for_selector("img[alt='年度协商计划时间轴']", timeout=LONG)
-            page.wait_for_selector("text=纪要中的意见建议及办理")
-            assert page.locator("img[alt='意见建议办理与采纳']").count() == 1
-            body = page.inner_text("body")
-            assert "各部门办理和采纳" in body and "市民政局" in body and "逾期" in body
-            assert "Traceback" not in body and "程序出现意外错误" not in body
-            page.locator(".xs-title", has_text="协商工作台").scroll_into_view_if_needed()
-            shot(page, "dashboard")
-            page.locator(".xs-section-head", has_text="议题的工作计划与成果").scroll_into_view_if_needed()
-            page.evaluate("window.scrollBy(0, -20)")
-            shot(page, "dashboard_topic")
+    with offline_page(tmp_path / "profile", {"width": 1280, "height": 1000}) as page:
+        page.goto(url, timeout=LONG)
+        page.wait_for_selector("text=请选择身份", timeout=LONG)
+        page.fill("input[placeholder^='请输入姓名']", "王晓明")
+        page.locator("button", has_text="进入").click()
+        page.wait_for_selector("text=检索资料")
+        tab(page, "协商工作台")
+        page.wait_for_selector("img[alt='年度协商计划时间轴']", timeout=LONG)
+        page.wait_for_selector("text=纪要中的意见建议及办理")
+        assert page.locator("img[alt='意见建议办理与采纳']").count() == 1
+        body = page.inner_text("body")
+        assert "各部门办理和采纳" in body and "市民政局" in body and "逾期" in body
+        assert "Traceback" not in body and "程序出现意外错误" not in body
+        page.locator(".xs-title", has_text="协商工作台").scroll_into_view_if_needed()
+        shot(page, "dashboard")
+        page.locator(".xs-section-head", has_text="议题的工作计划与成果").scroll_into_view_if_needed()
+        page.evaluate("window.scrollBy(0, -20)")
+        shot(page, "dashboard_topic")
 
-            # the exported report, as a member of the office opens it
-            kb = KnowledgeBase(home, model=model, user="测试员", role="staff")
-            report = kb.cycle.export_report(2025, "html", tmp_path / "年度协商.html").path
-            kb.close()
-            page.set_content(report.read_text(encoding="utf-8"))
-            page.wait_for_selector("img[alt='各议题八步工作法进度']")
-            assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 300)")
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SHOTS / "dashboard_report.png"), full_page=False)
-        finally:
-            context.close()
+        # the exported report, as a member of the office opens it
+        kb = KnowledgeBase(home, model=model, user="测试员", role="staff")
+        report = kb.cycle.export_report(2025, "html", tmp_path / "年度协商.html").path
+        kb.close()
+        page.set_content(report.read_text(encoding="utf-8"))
+        page.wait_for_selector("img[alt='各议题八步工作法进度']")
+        assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 300)")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "dashboard_report.png"), full_page=False)

@@ -77,21 +77,12 @@ def _no_error(page) -> None:
 
 @pytest.mark.slow
 def test_staff_forms_and_a_members_report_in_the_browser(served, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    from .test_browser import CHROMIUM, CHROMIUM_FLAGS, CLIPPED_JS, LONG, shot
+    from .test_browser import CLIPPED_JS, LONG, offline_page, shot
 
     url, home, model = served
     report_file = tmp_path / "东湖区城市助餐点回访调研报告.txt"
     report_file.write_text(REPORT, encoding="utf-8")
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 1000}, locale="zh-CN")
-        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1:")
-                      or route.request.url.startswith(("data:", "blob:")) else route.abort())
-        page = context.pages[0] if context.pages else context.new_page()
-        page.set_default_timeout(60_000)
+    with offline_page(tmp_path / "profile", {"width": 1280, "height": 1000}) as page:
         try:
             # -- staff: a new research task ----------------------------------------------------
             _log_in(page, url, "王晓明")
@@ -176,8 +167,6 @@ def test_staff_forms_and_a_members_report_in_the_browser(served, tmp_path):
             page.screenshot(path=str(tmp_path / "failure.png"))
             print("page at failure:", tmp_path / "failure.png", page.inner_text("body")[:3000])
             raise
-        finally:
-            context.close()
 
     # -- what the database holds ------------------------------------------------------------------
     kb = KnowledgeBase(home, model=model, user="测试员", role="staff")
