@@ -35,6 +35,7 @@ class Embedder:
 
     name: str
     dim: int
+    calibration: dict | None = None  # {"floor", "confident"} cosines a model folder records (kb.search)
 
     def embed_passages(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
         """Embed documents; float32 array of shape (len(texts), dim), rows L2-normalised."""
@@ -228,6 +229,8 @@ class SentenceTransformerEmbedder(Embedder):
         self._encoder = _OnnxEncoder(self.path) if backend == "onnx-int8" else _TorchEncoder(self.path)
         self.dim = self._encoder.dim
         self.name = self.path.name + ("@onnx-int8" if backend == "onnx-int8" else "")
+        recorded = _read_json(self.path / "kb_model.json")
+        self.calibration = recorded.get("calibration") if isinstance(recorded, dict) else None
 
     def embed_passages(self, texts, batch_size=32, show_progress=False):
         if not texts:

@@ -86,8 +86,13 @@ def cmd_tune(args) -> int:
               f"（{'提高' if report.improved else '没有提高'}）")
         print(f"留出样本余弦：对应段落 {b['cos_right']:.3f} → {a['cos_right']:.3f}，其他段落 {b['cos_other']:.3f} → "
               f"{a['cos_other']:.3f}")
-        if abs(a["cos_other"] - b["cos_other"]) > COSINE_DRIFT:
-            print("注意：余弦整体移动了，检索的相关性门槛（e5：0.80 / 0.88）可能不再合适，结果会变少；务必先用 kb eval 核对")
+    levels = report.calibration
+    if levels:
+        was, now = levels["base"], levels["tuned"]
+        print(f"相关度阈值（余弦，门槛 / 可信）：{was['floor']:.2f} / {was['confident']:.2f} → "
+              f"{now['floor']:.2f} / {now['confident']:.2f}，按留出样本的余弦换算，记录在新模型的 kb_model.json，检索时自动使用")
+        if b and abs(a["cos_other"] - b["cos_other"]) > COSINE_DRIFT:
+            print("注意：余弦整体移动了，阈值已随之换算；启用前仍请用 kb eval 核对")
     for note in report.notes:
         print(f"注意：{note}")
     print(f"新模型：{report.out}（原模型 {report.base_model} 未改动）")

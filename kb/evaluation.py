@@ -41,7 +41,7 @@ from .errors import BenchError
 from .search import MODES, Searcher
 from .storage import Database, Store
 
-EVAL_FORMAT = 3  # bump when what is stored per passage (text, title, chunking, vector forms) changes
+EVAL_FORMAT = 4  # bump when what is stored per passage (text, title, chunking, vector forms) changes
 METRIC_KEYS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 RUN_DEPTH = 100
 _BUILD_BATCH = 256

@@ -88,7 +88,15 @@ class DenseCalibration:
     confident: float
 
 
-def calibration_for(model_name: str) -> DenseCalibration:
+def calibration_for(model_name: str, recorded: dict | None = None) -> DenseCalibration:
+    """The model's own levels when its folder records usable ones (`kb tune` writes them to
+    `kb_model.json`), else the levels of its family, told by the name."""
+    try:
+        floor, confident = float(recorded["floor"]), float(recorded["confident"])
+        if -1.0 <= floor < confident <= 1.0:
+            return DenseCalibration(floor, confident)
+    except (TypeError, KeyError, ValueError):
+        pass
     if model_name.startswith("hashing"):
         return DenseCalibration(0.15, 0.5)
     if "e5" in model_name.lower():
@@ -309,7 +317,7 @@ class Searcher:
         self.rrf_k = rrf_k
         self.keyword_weight = keyword_weight
         self.dense_weight = dense_weight
-        calibration = calibration_for(embedder.name)
+        calibration = calibration_for(embedder.name, getattr(embedder, "calibration", None))
         self.min_dense_score = calibration.floor if min_dense_score is None else float(min_dense_score)
         self.confident_dense_score = (calibration.confident if confident_dense_score is None
                                       else float(confident_dense_score))

@@ -16,8 +16,8 @@ No questions are needed: training pairs are drawn from the passages themselves
 MultipleNegativesRankingLoss (the other passages of a batch are the negatives),
 with the model's own prompts (e5: ``query: `` / ``passage: ``), on the CPU within
 a step and minute budget. The scale is 100 (e5's training temperature 0.01), so
-the cosines keep the range the search's relevance floor was calibrated on
-(`kb.search.calibration_for`). Only the top four encoder layers learn: the
+the cosines stay near the range the search's relevance floor was calibrated on
+(`kb.search.calibration_for`); what moves is carried over by `recalibrate`. Only the top four encoder layers learn: the
 word-embedding table (96 M of e5-small's 118 M weights; most of its words never
 occur in a knowledge base) and the lower layers stay frozen, so a step costs a
 forward pass and a short backward pass, and passages are cut to 128 tokens while
@@ -27,7 +27,9 @@ the held-out passages).
 
 The result is a new model folder beside the original (never changed), with the
 int8 ONNX copy `indexer.model_setup` builds for speed, and a `kb_model.json` that
-says what made it. Measured effect on real questions: docs/search.md (`kb tune`).
+says what made it and records the model's relevance levels (`recalibrate`: the base
+model's floor and confident cosines carried over by the held-out cosines, which
+training moves), which the search reads instead of the levels of the e5 family. Measured effect on real questions: docs/search.md (`kb tune`).
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ import numpy as np
 from indexer.build import embedding_text
 from indexer.chunking import ARTICLE_LABEL_RE, sentence_spans
 from indexer.errors import KBError, ModelNotAvailable
+
+from .search import DenseCalibration, calibration_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 THESAURUS_DIR = Path(__file__).resolve().parent / "data" / "thesaurus"
@@ -104,6 +108,7 @@ class TuneReport:
     after: dict[str, float]
     stopped_by: str  # "steps" / "epochs" / "minutes"
     onnx: bool
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)  # "base" / "tuned" → floor, confident
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -305,6 +310,34 @@ def held_out_scores(model, pairs: Sequence[Pair], batch_size: int = 32) -> dict[
             "pairs": len(pairs), "passages": len(positives)}
 
 
+MIN_SPREAD = 0.02  # held-out right − other cosine below this: no scale to carry the levels over
+
+
+def recalibrate(base: DenseCalibration, before: dict, after: dict) -> DenseCalibration:
+    """The base model's relevance levels carried over to the tuned model.
+
+    Training moves every cosine (on stard-mini: right passages 0.927 → 0.903, other passages
+    0.851 → 0.770), so e5's floor 0.80 / confident 0.88 would cut most answers of a tuned model.
+    Each level keeps its place relative to the held-out cosines — the mean of the other
+    passages and of the right one — under the affine map taking (other, right) before to
+    (other, right) after. Without a usable spread on both sides the base levels stay."""
+    try:
+        o0, r0 = float(before["cos_other"]), float(before["cos_right"])
+        o1, r1 = float(after["cos_other"]), float(after["cos_right"])
+    except (KeyError, TypeError, ValueError):
+        return base
+    if not (r0 - o0 >= MIN_SPREAD and r1 - o1 >= MIN_SPREAD):
+        return base
+    scale = (r1 - o1) / (r0 - o0)
+    floor, confident = (round(min(1.0, max(-1.0, o1 + (level - o0) * scale)), 4)
+                        for level in (base.floor, base.confident))
+    return DenseCalibration(floor, confident) if floor < confident else base
+
+
+def _levels(calibration: DenseCalibration) -> dict[str, float]:
+    return {"floor": round(calibration.floor, 4), "confident": round(calibration.confident, 4)}
+
+
 def _load(base: Path):
     try:
         from sentence_transformers import SentenceTransformer
@@ -409,12 +442,15 @@ def train(model, pairs: Sequence[Pair], *, batch_size: int, steps: int | None = 
 
 def default_out(base: Path) -> Path:
     """A new folder beside the base model: the default model's name plus ``-tuned-`` and the time.
-    The name keeps ``e5`` in it, so the search applies the e5 cosine calibration."""
+    The name keeps ``e5`` in it, so the model's family stays readable (its relevance levels come
+    from its `kb_model.json`)."""
     return base.parent / f"{base.name}-tuned-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _save(model, base: Path, out: Path, report_fields: dict, onnx: bool) -> tuple[bool, list[str]]:
-    """Write the folder beside `out` and rename it into place; (ONNX built, notes)."""
+def _save(model, base: Path, out: Path, report_fields: dict, onnx: bool,
+          calibration: dict[str, float]) -> tuple[bool, list[str]]:
+    """Write the folder beside `out` and rename it into place; (ONNX built, notes). `calibration`
+    (the relevance levels for this model) goes into `kb_model.json`, where the search reads it."""
     from indexer.model_setup import FORMAT_VERSION, MANIFEST_NAME
 
     notes: list[str] = []
@@ -440,6 +476,7 @@ def _save(model, base: Path, out: Path, report_fields: dict, onnx: bool) -> tupl
             "base": {"path": str(base), "model": base_manifest.get("model", base.name),
                      "source": base_manifest.get("source")},
             "tuned": report_fields,
+            "calibration": calibration,
             "prompts": dict(getattr(model, "prompts", {}) or {}),
             "max_seq_length": model.max_seq_length,
             "files": sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file()),
@@ -500,6 +537,8 @@ def tune(passages: Iterable[Sequence], base: str | os.PathLike, out: str | os.Pa
                                       max_minutes=max_minutes, seed=seed, progress=progress)
     say("用调整后的模型对留出样本检索……")
     after = held_out_scores(model, held)
+    base_levels = calibration_for(base.name, _read_json(base / "kb_model.json").get("calibration"))
+    tuned_levels = recalibrate(base_levels, before, after)
     per_step = seconds / max(1, done)
     steps_per_epoch = max(1.0, len(train_pairs) / batch_size)
     per_10k = per_step * steps_per_epoch / 60 * 10_000 / max(1, len(rows))
@@ -508,13 +547,14 @@ def tune(passages: Iterable[Sequence], base: str | os.PathLike, out: str | os.Pa
               "learning_rate": LEARNING_RATE, "trained_layers": TRAIN_LAYERS, "max_tokens": TRAIN_MAX_TOKENS,
               "before": before, "after": after, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     say("保存模型并生成 int8 ONNX 副本……" if onnx else "保存模型……")
-    built, notes = _save(model, base, out, fields, onnx)
+    built, notes = _save(model, base, out, fields, onnx, calibration=_levels(tuned_levels))
     return TuneReport(base_model=str(base), out=str(out), passages=len(rows), pairs=_count(train_pairs),
                       held_out=_count(held), steps=done, epochs=fields["epochs"], batch_size=batch_size,
                       minutes={"training": round(seconds / 60, 2),
                                "total": round((time.monotonic() - started) / 60, 2)},
                       minutes_per_10k_passages=round(per_10k, 1), before=before, after=after, stopped_by=stopped_by,
-                      onnx=built, notes=notes)
+                      onnx=built, notes=notes,
+                      calibration={"base": _levels(base_levels), "tuned": _levels(tuned_levels)})
 
 
 def _count(pairs: Sequence[Pair]) -> dict[str, int]:

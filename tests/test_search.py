@@ -6,7 +6,7 @@ from indexer.errors import InvalidQuery
 from kb.cli import main
 from kb.knowledge_base import KnowledgeBase
 from kb.search import (MAX_QUERY_CHARS, MAX_WEAK_ONLY, Candidate, QueryPlan, SearchFilters, Searcher,
-                       calibration_for, query_kind)
+                       DenseCalibration, calibration_for, query_kind)
 
 from .conftest import CASE
 
@@ -127,6 +127,18 @@ def test_search_never_rebuilds_the_keyword_index(kb, monkeypatch):
 def test_calibration_knows_the_model_families():
     assert calibration_for("multilingual-e5-small@onnx-int8").floor >= 0.75
     assert calibration_for("hashing:64").floor < 0.5
+
+
+def test_a_model_s_recorded_calibration_wins_over_its_name(kb, monkeypatch):
+    """A tuned e5 model spreads its cosines differently; `kb tune` records its levels and the search uses them."""
+    assert calibration_for("e5-tuned", recorded={"floor": 0.68, "confident": 0.82}) == DenseCalibration(0.68, 0.82)
+    for broken in ({}, {"floor": 0.9, "confident": 0.8}, {"floor": "x", "confident": 0.8}, {"floor": 2, "confident": 3}):
+        assert calibration_for("e5-tuned", recorded=broken) == calibration_for("e5")  # unusable: by name
+    monkeypatch.setattr(kb.embedder, "calibration", {"floor": 0.11, "confident": 0.22}, raising=False)
+    searcher = Searcher(kb.store, kb.embedder, kb.tokenizer)
+    assert (searcher.min_dense_score, searcher.confident_dense_score) == (0.11, 0.22)
+    chosen = Searcher(kb.store, kb.embedder, kb.tokenizer, min_dense_score=0.3)  # settings.toml still wins
+    assert chosen.min_dense_score == 0.3 and chosen.confident_dense_score == 0.22
 
 
 def test_cli_filter_matching_nothing_says_so(kb, capsys):

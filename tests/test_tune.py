@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from indexer.embedding import load_embedder
-from kb.tune import (Pair, batches, draw_pairs, headings_of, read_thesaurus, split_pairs, thesaurus_files)
+from kb.search import DenseCalibration
+from kb.tune import (Pair, batches, draw_pairs, headings_of, read_thesaurus, recalibrate, split_pairs,
+                     thesaurus_files)
 
 from .conftest import REPO, run_cli as run
 
@@ -73,6 +75,21 @@ def test_thesaurus_pairs_reword_a_sentence(tmp_path):
     assert pairs and all("老人" in p.anchor or "吃饭" in p.anchor for p in pairs)
     assert all("老年人" not in p.anchor for p in pairs if "老人" in p.anchor)
     assert thesaurus_files(tmp_path)[-2:] == [tmp_path / "thesaurus.tsv", tmp_path / "synonyms.txt"]
+
+
+def test_recalibrate_moves_the_levels_with_the_held_out_cosines():
+    """The e5 levels sit where they sit relative to the held-out cosines; a tuned model keeps that place.
+    Figures of run *b* on stard-mini (docs/search.md): right 0.927 → 0.903, other passages 0.851 → 0.770."""
+    e5 = DenseCalibration(0.80, 0.88)
+    moved = recalibrate(e5, {"cos_right": 0.927, "cos_other": 0.851}, {"cos_right": 0.903, "cos_other": 0.770})
+    assert moved.floor == pytest.approx(0.681, abs=0.002) and moved.confident == pytest.approx(0.821, abs=0.002)
+    same = {"cos_right": 0.927, "cos_other": 0.851}
+    assert recalibrate(e5, same, dict(same)) == e5
+    for unusable in ({}, {"cos_right": 0.86, "cos_other": 0.855}, {"cos_right": 0.5, "cos_other": 0.9}):
+        assert recalibrate(e5, same, unusable) == e5  # no spread to map onto: keep the base's levels
+        assert recalibrate(e5, unusable, same) == e5
+    squeezed = recalibrate(e5, {"cos_right": 0.90, "cos_other": 0.85}, {"cos_right": 0.99, "cos_other": 0.10})
+    assert -1 <= squeezed.floor < squeezed.confident <= 1
 
 
 def test_held_out_passages_are_never_trained_on():
@@ -152,11 +169,16 @@ def test_tune_end_to_end_on_a_tiny_model(indexed, tiny, tmp_path, capsys):
     assert _files(tiny) == before  # the original model is untouched
     manifest = json.loads((out / "kb_model.json").read_text(encoding="utf-8"))
     assert manifest["tuned"]["steps"] == 3 and manifest["base"]["path"] == str(tiny.resolve())
+    tuned = manifest["tuned"]
+    expected = recalibrate(DenseCalibration(0.80, 0.88), tuned["before"], tuned["after"])  # tiny-e5: e5 by name
+    assert manifest["calibration"] == {"floor": round(expected.floor, 4), "confident": round(expected.confident, 4)}
+    assert "相关度阈值" in text
     assert all((out / f).is_file() for f in manifest["files"])
     for backend in ("torch", "onnx-int8") if (out / "onnx" / "model_int8.onnx").is_file() else ("torch",):
         embedder = load_embedder(str(out), backend=backend)
         vectors = embedder.embed_passages(["老年助餐补贴", "集装箱班列"])
         assert vectors.shape == (2, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+        assert embedder.calibration == manifest["calibration"]  # the search reads it from the model folder
     # the tuned folder differs from the original: training changed the weights
     original = load_embedder(str(tiny), backend="torch").embed_query("老年助餐补贴")
     assert not np.allclose(original, load_embedder(str(out), backend="torch").embed_query("老年助餐补贴"))
@@ -195,7 +217,9 @@ def test_tune_the_real_model_a_few_steps(indexed, tmp_path, capsys):
                           "--steps", "10", "--batch-size", "8", "--max-minutes", "10")
     assert code == 0, err
     embedder = load_embedder(str(out))
-    assert embedder.name == "multilingual-e5-small-tuned@onnx-int8"  # the fast backend, e5 calibration by name
+    assert embedder.name == "multilingual-e5-small-tuned@onnx-int8"  # the fast backend
+    levels = embedder.calibration  # its own relevance levels, carried over from e5's 0.80 / 0.88
+    assert levels and -1 <= levels["floor"] < levels["confident"] <= 1 and "相关度阈值" in text
     query = embedder.embed_query("老年人助餐补贴标准")
     passages = embedder.embed_passages(["对八十周岁以上老年人每餐补贴三元。", "开通至上海港的集装箱班列。"])
     assert query.shape == (384,) and float(passages[0] @ query) > float(passages[1] @ query)
