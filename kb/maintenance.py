@@ -81,6 +81,10 @@ def _check_database(db: Database, store: Store, report: Checkup) -> None:
     older = store.chunks_in_older_form()
     if older:
         report.facts.append(f"{older} 个段落仍按旧格式存储（照常可用；kb index --rebuild 重写为紧凑格式，约省三分之二空间）")
+    coarse = store.chunks_with_coarse_sentences()
+    if coarse:
+        report.facts.append(f"{coarse} 个段落的句向量是较粗的早期紧凑格式（照常可用；kb index --rebuild 重写后"
+                            "“最贴切的一句”排序更准）")
     for problem in audit_rows.chain_problems(db.conn):  # an edited or deleted audit row
         report.problems.append(f"{problem}（操作记录只能追加；从备份核对，kb restore 可恢复）")
     if store.rebuild_pending():

@@ -491,6 +491,15 @@ class Store:
         """Live chunks stored before the compact forms (all their tokens as text, no `words`)."""
         return self.conn.execute("SELECT COUNT(*) FROM chunks WHERE retired = 0 AND words IS NULL").fetchone()[0]
 
+    def chunks_with_coarse_sentences(self) -> int:
+        """Live compact chunks whose sentence vectors are in the first compact form (4 bits of the
+        vector itself, no residual mark): read as they are, but rounded coarsely enough to move the
+        sentence step's order (docs/search.md); `kb index --rebuild` rewrites them."""
+        return self.conn.execute(
+            "SELECT COUNT(*) FROM chunks WHERE retired = 0 AND words IS NOT NULL AND sentence_vectors IS NOT NULL"
+            " AND length(sentence_vectors) > 0 AND substr(sentence_vectors, 1, 1) <> ?",
+            (bytes([RESIDUAL_MARK]),)).fetchone()[0]
+
     def publishable_chunk_count(self) -> int:
         """Live chunks of complete documents: what the next publish would hold."""
         return self.conn.execute(
