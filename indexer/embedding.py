@@ -229,8 +229,7 @@ class SentenceTransformerEmbedder(Embedder):
         self._encoder = _OnnxEncoder(self.path) if backend == "onnx-int8" else _TorchEncoder(self.path)
         self.dim = self._encoder.dim
         self.name = self.path.name + ("@onnx-int8" if backend == "onnx-int8" else "")
-        recorded = _read_json(self.path / "kb_model.json")
-        self.calibration = recorded.get("calibration") if isinstance(recorded, dict) else None
+        self.calibration = recorded_calibration(self.path)
 
     def embed_passages(self, texts, batch_size=32, show_progress=False):
         if not texts:
@@ -239,6 +238,12 @@ class SentenceTransformerEmbedder(Embedder):
 
     def embed_query(self, text):
         return self._encoder.encode([text], "query", 1, False)[0]
+
+
+def recorded_calibration(folder: Path) -> dict | None:
+    """The relevance levels a model folder's `kb_model.json` records (`kb tune` writes them), or None."""
+    recorded = _read_json(Path(folder) / "kb_model.json")
+    return recorded.get("calibration") if isinstance(recorded, dict) else None
 
 
 def load_embedder(spec: str, backend: str = "auto") -> Embedder:

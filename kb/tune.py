@@ -17,8 +17,8 @@ MultipleNegativesRankingLoss (the other passages of a batch are the negatives),
 with the model's own prompts (e5: ``query: `` / ``passage: ``), on the CPU within
 a step and minute budget. The scale is 100 (e5's training temperature 0.01), so
 the cosines stay near the range the search's relevance floor was calibrated on
-(`kb.search.calibration_for`); what moves is carried over by `recalibrate`. Only the top four encoder layers learn: the
-word-embedding table (96 M of e5-small's 118 M weights; most of its words never
+(`kb.search.calibration_for`); what moves is carried over by `recalibrate`. Only
+the top four encoder layers learn: the word-embedding table (96 M of e5-small's 118 M weights; most of its words never
 occur in a knowledge base) and the lower layers stay frozen, so a step costs a
 forward pass and a short backward pass, and passages are cut to 128 tokens while
 training. Part of the passages is held out: their
@@ -29,7 +29,8 @@ The result is a new model folder beside the original (never changed), with the
 int8 ONNX copy `indexer.model_setup` builds for speed, and a `kb_model.json` that
 says what made it and records the model's relevance levels (`recalibrate`: the base
 model's floor and confident cosines carried over by the held-out cosines, which
-training moves), which the search reads instead of the levels of the e5 family. Measured effect on real questions: docs/search.md (`kb tune`).
+training moves), which the search reads instead of the levels of the e5 family.
+Measured effect on real questions: docs/search.md (`kb tune`).
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ import numpy as np
 
 from indexer.build import embedding_text
 from indexer.chunking import ARTICLE_LABEL_RE, sentence_spans
+from indexer.embedding import recorded_calibration
 from indexer.errors import KBError, ModelNotAvailable
 
 from .search import DenseCalibration, calibration_for
@@ -537,7 +539,7 @@ def tune(passages: Iterable[Sequence], base: str | os.PathLike, out: str | os.Pa
                                       max_minutes=max_minutes, seed=seed, progress=progress)
     say("用调整后的模型对留出样本检索……")
     after = held_out_scores(model, held)
-    base_levels = calibration_for(base.name, _read_json(base / "kb_model.json").get("calibration"))
+    base_levels = calibration_for(base.name, recorded_calibration(base))
     tuned_levels = recalibrate(base_levels, before, after)
     per_step = seconds / max(1, done)
     steps_per_epoch = max(1.0, len(train_pairs) / batch_size)
